@@ -1,0 +1,6 @@
+"""Networks composed from `focalmod.layers` and the model registry."""
+from . import focalnet_variants  # noqa: F401  (registers the FocalNet names)
+from ._registry import ModelSpec, create_model, get_spec, list_models, register_spec
+from .focalnet import FocalNet, FocalNetStage
+
+__all__ = ["FocalNet", "FocalNetStage", "ModelSpec", "create_model", "get_spec", "list_models", "register_spec"]

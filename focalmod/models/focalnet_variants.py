@@ -1,0 +1,81 @@
+"""Named FocalNet variants with the published numbers next to each config (torchvision style).
+
+`params_m`: reference table (measured from the official code; 22K models with a 1000-class head). `gmacs`: official analytic `flops()` at the
+input size of `pretrained_cfg` (multiply-add = 1, the papers' "GFLOPs"); see `tests/test_focalnet_variants.py`.
+Decision (reference focalnet.md Sec. 6): `focalnet_large_fl4` sets `normalize_modulator=True` like the official
+yaml and FocalNet-DINO; timm's entry does not, so timm weights for it give different logits than the official
+model; `focalnet_xlarge_fl4` follows the same DINO config for consistency (the classification yaml omits it).
+"""
+from __future__ import annotations
+
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+
+from ._registry import ModelSpec, register_spec
+from .focalnet import FocalNet
+
+T, S = (2, 2, 6, 2), (2, 2, 18, 2)
+LARGE = dict(use_conv_embed=True, use_post_norm=True, layerscale_value=1e-4)
+
+
+def _cfg(**kwargs) -> dict:
+    return {
+        "input_size": (3, 224, 224),
+        "crop_pct": 0.875,
+        "interpolation": "bicubic",
+        "mean": IMAGENET_DEFAULT_MEAN,
+        "std": IMAGENET_DEFAULT_STD,
+        "first_conv": "stem.proj",
+        "classifier": "head.fc",
+        "num_classes": 1000,
+        "license": "mit",
+        **kwargs,
+    }
+
+
+# name: (constructor kwargs, params M, GMACs@224 (None where no official number), drop_path_rate)
+_VARIANTS_2D = {
+    "focalnet_tiny_srf": (dict(embed_dim=96, depths=T, focal_levels=2), 28.43, 4.41, 0.2),
+    "focalnet_tiny_lrf": (dict(embed_dim=96, depths=T, focal_levels=3), 28.65, 4.49, 0.2),
+    "focalnet_small_srf": (dict(embed_dim=96, depths=S, focal_levels=2), 49.89, 8.61, 0.3),
+    "focalnet_small_lrf": (dict(embed_dim=96, depths=S, focal_levels=3), 50.34, 8.73, 0.3),
+    "focalnet_base_srf": (dict(embed_dim=128, depths=S, focal_levels=2), 88.15, 15.26, 0.5),
+    "focalnet_base_lrf": (dict(embed_dim=128, depths=S, focal_levels=3), 88.75, 15.42, 0.5),
+    "focalnet_large_fl3": (dict(embed_dim=192, depths=S, focal_levels=3, focal_windows=5, **LARGE), 207.10, 34.83, 0.5),
+    "focalnet_large_fl4": (
+        dict(embed_dim=192, depths=S, focal_levels=4, normalize_modulator=True, **LARGE), 207.28, 34.88, 0.5),
+    "focalnet_xlarge_fl3": (
+        dict(embed_dim=256, depths=S, focal_levels=3, focal_windows=5, **LARGE), 366.08, 61.54, 0.5),
+    "focalnet_xlarge_fl4": (
+        dict(embed_dim=256, depths=S, focal_levels=4, normalize_modulator=True, **LARGE), 366.32, 61.61, 0.5),
+    "focalnet_huge_fl3": (
+        dict(embed_dim=352, depths=S, focal_levels=3, use_post_norm_in_modulation=True, **LARGE), 686.57, 115.16, 0.5),
+    "focalnet_huge_fl4": (
+        dict(embed_dim=352, depths=S, focal_levels=4, use_post_norm_in_modulation=True, **LARGE), 689.28, 115.87, 0.5),
+    # Isotropic (one stage, patch 16); params/GFLOPs as in the official README.
+    "focalnet_tiny_iso": (dict(embed_dim=192, depths=(12,), focal_levels=3, patch_size=16), 5.9, 1.1, 0.2),
+    "focalnet_small_iso": (dict(embed_dim=384, depths=(12,), focal_levels=3, patch_size=16), 22.4, 4.3, 0.2),
+    "focalnet_base_iso": (
+        dict(embed_dim=768, depths=(12,), focal_levels=3, patch_size=16, use_post_norm=True,
+             use_post_norm_in_modulation=True, layerscale_value=1e-4), 87.2, 16.9, 0.2),
+}
+
+for _name, (_kwargs, _params, _gmacs, _dpr) in _VARIANTS_2D.items():
+    register_spec(ModelSpec(_name, FocalNet, dict(_kwargs, drop_path_rate=_dpr), _cfg(), _params, _gmacs))
+
+# 1D: sequences / spectrogram frames, `in_chans` = features per step (e.g. 64 mel bins), input (B, C, L).
+# 3D: volumes / video clips, input (B, C, D, H, W). Same blocks and code path as 2D; no published numbers.
+_VARIANTS_ND = {
+    "focalnet1d_tiny": (1, dict(in_chans=64, embed_dim=96, depths=T, focal_levels=2), (64, 1024)),
+    "focalnet1d_small": (1, dict(in_chans=64, embed_dim=96, depths=S, focal_levels=3), (64, 1024)),
+    "focalnet3d_tiny": (3, dict(in_chans=1, embed_dim=48, depths=T, focal_levels=2), (1, 96, 96, 96)),
+    "focalnet3d_small": (3, dict(in_chans=1, embed_dim=48, depths=S, focal_levels=3), (1, 96, 96, 96)),
+}
+for _name, (_dims, _kwargs, _size) in _VARIANTS_ND.items():
+    register_spec(
+        ModelSpec(
+            _name,
+            FocalNet,
+            dict(_kwargs, spatial_dims=_dims, drop_path_rate=0.1),
+            _cfg(input_size=_size, mean=None, std=None, interpolation=None, crop_pct=None),
+        )
+    )

@@ -1,0 +1,121 @@
+"""The Lightning Trainer every task uses: atomic checkpoints, CSV + TensorBoard logs, LR and throughput logging."""
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from .cli import TaskError
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Write checkpoints to a temp file in the same directory, fsync, then `os.replace`: a crash while saving
+    leaves the previous checkpoint intact. Reads with `torch.load(weights_only=True)` (no arbitrary unpickling)."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(buffer.getbuffer())
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def load_checkpoint(self, path, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
+        try:
+            return torch.load(path, map_location=map_location or "cpu", weights_only=True)
+        except FileNotFoundError:
+            raise TaskError(f"checkpoint not found: {path}") from None
+        except Exception as err:  # truncated / corrupt / unsafe pickle
+            raise TaskError(f"cannot read checkpoint {path}: {type(err).__name__}: {str(err)[:300]}") from None
+
+
+class ThroughputLogger(Callback):
+    """Logs `train/samples_per_sec` each epoch and keeps the epoch times (for `metrics.json`)."""
+
+    def __init__(self) -> None:
+        self.epoch_seconds: list[float] = []
+        self._start = 0.0
+        self._samples = 0
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._start, self._samples = time.perf_counter(), 0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        inputs = batch[0] if isinstance(batch, (list, tuple)) else next(iter(batch.values()))
+        self._samples += len(inputs) * trainer.world_size
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        seconds = time.perf_counter() - self._start
+        self.epoch_seconds.append(seconds)
+        pl_module.log("train/samples_per_sec", self._samples / max(seconds, 1e-9), sync_dist=False)
+        pl_module.log("train/epoch_seconds", seconds, sync_dist=False)
+
+
+def _devices(value: str) -> int | str:
+    return int(value) if str(value).isdigit() else value
+
+
+def build_trainer(
+    args: argparse.Namespace,
+    run_dir: Path,
+    max_epochs: int,
+    monitor: str | None = None,
+    mode: str = "max",
+    gradient_clip_val: float | None = None,
+    callbacks: Sequence[Callback] = (),
+    **trainer_kwargs: Any,
+) -> pl.Trainer:
+    """A Trainer writing to `run_dir`: `checkpoints/last.ckpt` (+ best by `monitor`), `logs/` (CSV, TensorBoard)."""
+    checkpoint = ModelCheckpoint(
+        dirpath=run_dir / "checkpoints",
+        filename="best",
+        monitor=monitor,
+        mode=mode,
+        save_top_k=1 if monitor else 0,
+        save_last=True,
+    )
+    all_callbacks: list[Callback] = [checkpoint, LearningRateMonitor(logging_interval="epoch"), *callbacks]
+    if not args.no_progress:
+        all_callbacks.append(TQDMProgressBar(refresh_rate=10))
+    loggers = [CSVLogger(run_dir, name="logs", version=""), TensorBoardLogger(run_dir, name="logs", version="")]
+    return pl.Trainer(
+        default_root_dir=run_dir,
+        max_epochs=max_epochs,
+        accelerator=args.accelerator,
+        devices=_devices(args.devices),
+        strategy=args.strategy,
+        num_nodes=args.num_nodes,
+        precision=args.precision,
+        logger=loggers,
+        callbacks=all_callbacks,
+        plugins=[AtomicCheckpointIO()],
+        gradient_clip_val=gradient_clip_val,
+        limit_train_batches=_limit(args.limit_train_batches),
+        limit_val_batches=_limit(args.limit_val_batches),
+        enable_progress_bar=not args.no_progress,
+        enable_model_summary=False,
+        log_every_n_steps=10,
+        **trainer_kwargs,
+    )
+
+
+def _limit(value: float) -> int | float:
+    return int(value) if value > 1 else value
