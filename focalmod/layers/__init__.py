@@ -1,10 +1,10 @@
 """N-d building blocks: focal modulation, FocalNet block, downsample, channels-first LayerNorm."""
 from ._nd import conv_nd
+from .classifier import ClassifierHead
 from .downsample import Downsample
 from .focal_modulation import FocalModulation, FocalModulation1d, FocalModulation2d, FocalModulation3d
 from .focalnet_block import FocalNetBlock
 from .norm import LayerNormNd
-from .classifier import ClassifierHead
 
 __all__ = [
     "ClassifierHead",

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ._nd import check_channels_first, check_positive, check_spatial_dims, conv_nd, to_channels_first, to_channels_last

@@ -19,7 +19,7 @@ from timm.models._registry import register_model
 from torch import nn
 
 TIMM_PREFIX = "focalmod_"
-_SPECS: dict[str, "ModelSpec"] = {}
+_SPECS: dict[str, ModelSpec] = {}
 
 
 @dataclass(frozen=True)
