@@ -95,29 +95,8 @@ def create_model(
         load_checkpoint(model, checkpoint_path, strict=strict)
     if features_only:
         indices = out_indices if out_indices is not None else tuple(range(len(model.feature_info)))
-        feature_info = model.feature_info
         model = FeatureGetterNet(model, out_indices=indices, output_fmt="NCHW")
-        model.feature_info = _FeatureInfo([feature_info[i] for i in _as_tuple(indices, len(feature_info))])
     return model
-
-
-class _FeatureInfo(list):
-    """List of per-output dicts with timm's `channels()` / `reduction()` accessors."""
-
-    def channels(self) -> list[int]:
-        return [f["num_chs"] for f in self]
-
-    def reduction(self) -> list[int]:
-        return [f["reduction"] for f in self]
-
-    def module_name(self) -> list[str]:
-        return [f["module"] for f in self]
-
-
-def _as_tuple(indices: int | tuple[int, ...], n: int) -> tuple[int, ...]:
-    if isinstance(indices, int):
-        return tuple(range(n - indices, n))
-    return tuple(i % n for i in indices)
 
 
 _TIMM_ARGS = ("pretrained", "pretrained_cfg", "pretrained_cfg_overlay", "cache_dir")

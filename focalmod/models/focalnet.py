@@ -191,7 +191,7 @@ class FocalNet(nn.Module):
         return self.head.fc
 
     def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
-        p = self.norm.weight
+        p = next(self.parameters())
         self.num_classes = num_classes
         self.head.reset(num_classes, global_pool, device=p.device, dtype=p.dtype)
 

@@ -1,7 +1,8 @@
 """Named FocalNet variants with the published numbers next to each config (torchvision style).
 
-`params_m`: reference table (measured from the official code; 22K models with a 1000-class head). `gmacs`: official analytic `flops()` at the
-input size of `pretrained_cfg` (multiply-add = 1, the papers' "GFLOPs"); see `tests/test_focalnet_variants.py`.
+`params_m`: reference table (measured from the official code; 22K models with a 1000-class head).
+`gmacs`: official analytic `flops()` at the input size of `pretrained_cfg` (multiply-add = 1, the papers'
+"GFLOPs"); see `tests/test_focalnet_variants.py`.
 Decision (reference focalnet.md Sec. 6): `focalnet_large_fl4` sets `normalize_modulator=True` like the official
 yaml and FocalNet-DINO; timm's entry does not, so timm weights for it give different logits than the official
 model; `focalnet_xlarge_fl4` follows the same DINO config for consistency (the classification yaml omits it).
