@@ -4,6 +4,7 @@ from .classifier import ClassifierHead
 from .downsample import Downsample
 from .focal_modulation import FocalModulation, FocalModulation1d, FocalModulation2d, FocalModulation3d
 from .focalnet_block import FocalNetBlock
+from .gnconv import GlobalLocalFilter, GnConv, gnconv_dims  # noqa: F401  (HorNet gnConv)
 from .norm import LayerNormNd
 
 __all__ = [
