@@ -1,5 +1,5 @@
 """Networks composed from `focalmod.layers` and the model registry."""
-from . import focalnet_variants  # noqa: F401  (registers the FocalNet names)
+from . import focalnet_variants, hornet_variants  # noqa: F401  (registers the FocalNet and HorNet names)
 from ._registry import ModelSpec, create_model, get_spec, list_models, register_spec
 from .focalnet import FocalNet, FocalNetStage
 
