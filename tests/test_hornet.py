@@ -10,6 +10,7 @@ import timm.optim
 import torch
 import torch.nn.functional as F
 from test_gnconv import ln_cf, randomize_, ref_gnconv
+from torch.utils.flop_counter import FlopCounterMode
 
 import focalmod
 from focalmod.checkpoints import CheckpointError, load_checkpoint
@@ -152,10 +153,17 @@ def test_checkpoint_mismatch_names_the_keys():
 
 # ---- published numbers ----
 @pytest.mark.parametrize("name", [f"hornet_{s}_{m}" for s in ("tiny", "small", "base", "large") for m in ("7x7", "gf")])
-def test_params_match_table(name):
+def test_params_and_conv_linear_gmacs_match_table(name):
+    """Params (1000-class head) to 0.01 M; conv + Linear multiply-adds counted on the meta device (no compute)
+    within 0.5 % below the published GMACs, which also count LayerNorm (and FFT for GF)."""
     spec = get_spec(name)
-    model = focalmod.create_model(name, device="meta")
+    model = focalmod.create_model(name, device="meta").eval()
     assert abs(sum(p.numel() for p in model.parameters()) / 1e6 - spec.params_m) < 0.006
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model(torch.zeros(1, *spec.pretrained_cfg["input_size"], device="meta"))
+    gmacs = counter.get_total_flops() / 2e9
+    assert -0.005 < (gmacs - spec.gmacs) / spec.gmacs < 0.0, f"{name}: {gmacs:.3f} vs {spec.gmacs}"
 
 
 @pytest.mark.slow
