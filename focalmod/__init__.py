@@ -1,4 +1,5 @@
 """focalmod: focal modulation (FocalNets, Yang et al. 2022) as an N-d building block."""
+from .checkpoints import load_checkpoint
 from .layers import FocalModulation, FocalModulation1d, FocalModulation2d, FocalModulation3d
 from .models import create_model, list_models
 
@@ -12,4 +13,5 @@ __all__ = [
     "__version__",
     "create_model",
     "list_models",
+    "load_checkpoint",
 ]
