@@ -1,0 +1,276 @@
+"""Train Mask R-CNN / Faster R-CNN with a FocalNet (or Swin, ConvNeXt, ResNet-50) + FPN backbone on COCO-format data.
+
+    python -m tasks.coco.train                                  # embedded default: synthetic shapes, minutes on CPU
+    python -m tasks.coco.train --data /data/coco --train-split train2017 --val-split val2017 \\
+        --backbone focalnet_tiny_srf --backbone-checkpoint focalnet_tiny_srf.pth   # the FocalNet 1x recipe
+
+Options left unset take the preset of the data source (COCO: the official FocalNet Mask R-CNN 1x recipe;
+synthetic: a tiny model and detector sized for a CPU). Writes the run directory: config.yaml, logs/,
+checkpoints/{last,best}.ckpt, results_<split>_{bbox,segm}.json (COCO results) and metrics.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import yaml
+from torch.utils.data import DataLoader
+
+from ..common import (
+    TaskError,
+    add_common_args,
+    build_trainer,
+    parse_with_config,
+    resolve_resume,
+    run_main,
+    save_config,
+    write_metrics,
+)
+from ..common.callbacks import EpochPrinter
+from ..common.launch import is_rank_zero, release_run_dir, shared_run_dir
+from ..common.rundir import atomic_write_text
+from .data import STAT_NAMES, CocoInstances, collate, resolve_split
+from .module import DetectionModule
+from .synthetic import make_shapes_dataset
+
+TASK = "coco"
+
+# Official FocalNet Mask R-CNN 1x (detection/configs/focalnet/*_mstrain_480-800_adamw_1x_coco.py): AdamW 1e-4,
+# wd 0.05, 16 images per step, multi-scale 480..800 short side, 1333 long side, 500 warm-up iterations,
+# x0.1 at epochs 8 and 11, focal windows 9 (kernels 9, 11 for SRF).
+COCO_PRESET: dict[str, Any] = dict(
+    backbone="focalnet_tiny_srf", backbone_arg=[], focal_window=9, detector="maskrcnn", fpn_channels=256,
+    min_size=list(range(480, 801, 32)), max_size=1333, anchor_sizes=[32, 64, 128, 256, 512],
+    rpn_pre_nms_train=2000, rpn_post_nms_train=2000, rpn_pre_nms_test=1000, rpn_post_nms_test=1000,
+    box_batch_size=512, box_head_dim=1024, mask_head_dim=256, mask_head_layers=4, detections_per_img=100,
+    epochs=12, batch_size=2, lr=1e-4, weight_decay=0.05, warmup_steps=500, schedule="step",
+    milestones=[8 / 12, 11 / 12], flip=True,
+)
+# Synthetic shapes at 128 px: a 4-stage FocalNet with C=32, depths 1-1-2-1, narrow FPN and heads.
+SYNTHETIC_PRESET: dict[str, Any] = dict(
+    COCO_PRESET, backbone_arg=["embed_dim=32", "depths=[1,1,2,1]", "drop_path_rate=0.0"], fpn_channels=64,
+    min_size=[128], max_size=128, anchor_sizes=[8, 16, 32, 64, 128], rpn_pre_nms_train=300, rpn_post_nms_train=150,
+    rpn_pre_nms_test=300, rpn_post_nms_test=100, box_batch_size=64, box_head_dim=256, mask_head_dim=64,
+    mask_head_layers=2, detections_per_img=30, epochs=8, batch_size=8, lr=1e-3, warmup_steps=50,
+    schedule="cosine",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m tasks.coco.train",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Unset options take the COCO preset with --data, the synthetic preset without.",
+    )
+    d = p.add_argument_group("data")
+    d.add_argument("--data", type=Path, help="COCO root: annotations/instances_<split>.json + <split>/ images "
+                   "(default: generate the synthetic shapes set in <run>/data)")
+    d.add_argument("--train-split", help="training split name (default: train2017 if present, else train)")
+    d.add_argument("--val-split", help="evaluation split name (default: val2017 if present, else val)")
+    d.add_argument("--synthetic-train", type=int, default=400, help="synthetic: training images")
+    d.add_argument("--synthetic-val", type=int, default=80, help="synthetic: validation images")
+    d.add_argument("--synthetic-size", type=int, default=128, help="synthetic: image side in pixels")
+    d.add_argument("--flip", type=_bool, help="random horizontal flip for training (true/false)")
+    m = p.add_argument_group("model")
+    m.add_argument("--backbone", help="focalnet_* (focalmod), resnet50 (torchvision) or a timm name "
+                   "(swin_tiny_patch4_window7_224, convnext_tiny, ...)")
+    m.add_argument("--backbone-arg", action="append", metavar="KEY=VALUE",
+                   help="backbone constructor override, YAML value (e.g. embed_dim=48, depths=[2,2,6,2]); repeatable")
+    m.add_argument("--backbone-checkpoint", type=Path, help="initial backbone weights: an ImageNet FocalNet "
+                   "checkpoint (official/timm/HF/safetensors; kernels resized when windows differ) or an mmdet "
+                   "FocalNet detector checkpoint (its backbone.* and norm0..3)")
+    m.add_argument("--focal-window", type=int, help="FocalNet first-level kernel (detection configs: 9 -> 9, 11[, 13])")
+    m.add_argument("--detector", choices=("maskrcnn", "fasterrcnn"), help="torchvision detector")
+    m.add_argument("--fpn-channels", type=int, help="FPN width")
+    m.add_argument("--min-size", type=int, nargs="+", help="short side; several values = multi-scale training "
+                   "(one picked per image), the last is used for evaluation")
+    m.add_argument("--max-size", type=int, help="long-side cap")
+    m.add_argument("--anchor-sizes", type=int, nargs="+", help="anchor size per FPN level (5 values)")
+    m.add_argument("--rpn-pre-nms-train", type=int, help="RPN proposals kept before NMS per level (training)")
+    m.add_argument("--rpn-post-nms-train", type=int, help="RPN proposals kept after NMS (training)")
+    m.add_argument("--rpn-pre-nms-test", type=int, help="RPN proposals kept before NMS per level (evaluation)")
+    m.add_argument("--rpn-post-nms-test", type=int, help="RPN proposals kept after NMS (evaluation)")
+    m.add_argument("--box-batch-size", type=int, help="RoIs sampled per image for the box head")
+    m.add_argument("--box-head-dim", type=int, help="width of the two-layer box head")
+    m.add_argument("--mask-head-dim", type=int, help="mask head conv width")
+    m.add_argument("--mask-head-layers", type=int, help="mask head conv layers")
+    m.add_argument("--detections-per-img", type=int, help="detections kept per image")
+    o = p.add_argument_group("optimisation")
+    o.add_argument("--epochs", type=int, help="training epochs")
+    o.add_argument("--batch-size", type=int, help="images per device per step")
+    o.add_argument("--lr", type=float, help="AdamW peak learning rate")
+    o.add_argument("--weight-decay", type=float, help="AdamW weight decay (not on norms/biases)")
+    o.add_argument("--warmup-steps", type=int, help="linear warm-up steps (from 0.001 x lr)")
+    o.add_argument("--schedule", choices=("step", "cosine"), help="after warm-up: x0.1 at --milestones, or cosine")
+    o.add_argument("--milestones", type=float, nargs="+", help="step schedule: fractions of training")
+    o.add_argument("--grad-clip", type=float, default=None, help="gradient norm clip (default: none)")
+    o.add_argument("--val-every", type=int, default=1, help="evaluate every N epochs (and always at the end)")
+    add_common_args(p, TASK)
+    return p
+
+
+def _bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
+
+
+def parse_backbone_args(items: Sequence[str]) -> dict[str, Any]:
+    """`["embed_dim=32", "depths=[1,1,2,1]"]` -> `{"embed_dim": 32, "depths": [1, 1, 2, 1]}` (YAML values)."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise TaskError(f"--backbone-arg: expected KEY=VALUE, got {item!r}")
+        out[key.strip().replace("-", "_")] = yaml.safe_load(value)
+    return out
+
+
+def _default_split(root: Path, names: tuple[str, str]) -> str:
+    return names[0] if (root / "annotations" / f"instances_{names[0]}.json").is_file() else names[1]
+
+
+def resolve_args(args: argparse.Namespace, run_dir: Path) -> argparse.Namespace:
+    """Fill unset options from the preset and resolve the data location (generating the synthetic set)."""
+    preset = COCO_PRESET if args.data is not None else SYNTHETIC_PRESET
+    for key, value in preset.items():
+        if getattr(args, key, None) is None:
+            setattr(args, key, value)
+    if args.data is None:
+        root = run_dir / "data"
+        if is_rank_zero():
+            print(f"no --data: writing the synthetic shapes set ({args.synthetic_train} train / {args.synthetic_val} "
+                  f"val images, {args.synthetic_size} px) to {root}", flush=True)
+        make_shapes_dataset(root, args.synthetic_train, args.synthetic_val, args.synthetic_size, seed=args.seed)
+    else:
+        root = args.data
+    args.data_root = str(root)
+    args.train_split = args.train_split or _default_split(Path(root), ("train2017", "train"))
+    args.val_split = args.val_split or _default_split(Path(root), ("val2017", "val"))
+    return args
+
+
+def detector_config(args: argparse.Namespace) -> dict[str, Any]:
+    return dict(
+        backbone=args.backbone,
+        backbone_overrides=parse_backbone_args(args.backbone_arg),
+        backbone_checkpoint=str(args.backbone_checkpoint) if args.backbone_checkpoint else None,
+        focal_window=args.focal_window,
+        detector=args.detector,
+        fpn_channels=args.fpn_channels,
+        min_size=list(args.min_size),
+        max_size=args.max_size,
+        anchor_sizes=list(args.anchor_sizes),
+        rpn_pre_nms_train=args.rpn_pre_nms_train,
+        rpn_post_nms_train=args.rpn_post_nms_train,
+        rpn_pre_nms_test=args.rpn_pre_nms_test,
+        rpn_post_nms_test=args.rpn_post_nms_test,
+        box_batch_size=args.box_batch_size,
+        box_head_dim=args.box_head_dim,
+        mask_head_dim=args.mask_head_dim,
+        mask_head_layers=args.mask_head_layers,
+        detections_per_img=args.detections_per_img,
+    )
+
+
+def make_loader(dataset: CocoInstances, args: argparse.Namespace, shuffle: bool) -> DataLoader:
+    return DataLoader(dataset, batch_size=args.batch_size, shuffle=shuffle, num_workers=args.num_workers,
+                      collate_fn=collate, persistent_workers=args.num_workers > 0)
+
+
+def write_eval_outputs(run_dir: Path, split: str, module: DetectionModule) -> dict[str, Any]:
+    """`results_<split>_<iou>.json` (COCO results format) and the printed COCOeval tables; returns the stats."""
+    stats: dict[str, Any] = {}
+    for iou_type in ("bbox", "segm"):
+        ev = module.last_eval.get(iou_type)
+        if ev is None:
+            continue
+        atomic_write_text(run_dir / f"results_{split}_{iou_type}.json", json.dumps(ev["results"]))
+        stats[iou_type] = ev["stats"]
+        print(f"COCOeval {iou_type} ({split}, {module.last_eval['num_images']} images):\n{ev['table']}", flush=True)
+    stats["num_eval_images"] = module.last_eval.get("num_images")
+    return stats
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    parser = build_parser()
+    args = parse_with_config(parser, argv)
+    resume_dir, ckpt = resolve_resume(args.resume)
+    if resume_dir is not None and args.config is None and (resume_dir / "config.yaml").is_file():
+        args = parse_with_config(parser, [*(argv or []), "--config", str(resume_dir / "config.yaml")])
+        args.resume = resume_dir
+    run_dir = shared_run_dir(TASK, resume_dir or args.out)
+    try:
+        return _train(args, run_dir, ckpt)
+    finally:
+        release_run_dir()
+
+
+def _train(args: argparse.Namespace, run_dir: Path, ckpt: Path | None) -> dict[str, Any]:
+    import lightning.pytorch as pl
+
+    pl.seed_everything(args.seed, workers=True, verbose=False)
+    args = resolve_args(args, run_dir)
+    root = Path(args.data_root)
+    train_set = CocoInstances(*resolve_split(root, args.train_split), train=True,
+                              masks=args.detector == "maskrcnn", flip=args.flip)
+    val_set = CocoInstances(*resolve_split(root, args.val_split), train=False, masks=False,
+                            category_ids=train_set.category_ids)
+    if len(train_set) == 0:
+        raise TaskError(f"--data: no image of split {args.train_split} has a usable annotation ({train_set.summary()})")
+    if is_rank_zero():
+        save_config(run_dir, {k: v for k, v in vars(args).items() if k != "data_root"})  # loadable by --config
+        print(f"run dir: {run_dir}\ntrain ({args.train_split}): {train_set.summary()}\n"
+              f"val ({args.val_split}): {val_set.summary()}", flush=True)
+    optim = dict(lr=args.lr, weight_decay=args.weight_decay, warmup_steps=args.warmup_steps, schedule=args.schedule,
+                 milestones=list(args.milestones), epochs=args.epochs)
+    data = dict(root=args.data_root, train_split=args.train_split, val_split=args.val_split)
+    module = DetectionModule(detector_config(args), train_set.category_ids, train_set.category_names, optim, data)
+    module.coco_gt = val_set.coco
+    params_m = sum(p.numel() for p in module.model.parameters()) / 1e6
+    backbone_m = sum(p.numel() for p in module.model.backbone.body.parameters()) / 1e6
+    if is_rank_zero():
+        print(f"model: {args.detector} + {args.backbone} ({backbone_m:.2f} M backbone, {params_m:.2f} M total)")
+    trainer = build_trainer(args, run_dir, args.epochs, monitor="val/bbox_AP", mode="max",
+                            gradient_clip_val=args.grad_clip, check_val_every_n_epoch=args.val_every,
+                            callbacks=[EpochPrinter(["val/bbox_AP", "val/bbox_AP50", "val/segm_AP50"])])
+    start = time.perf_counter()
+    trainer.fit(module, make_loader(train_set, args, True), make_loader(val_set, args, False), ckpt_path=ckpt)
+    train_seconds = time.perf_counter() - start
+    if module.last_eval_epoch != trainer.current_epoch - 1 or not module.last_eval:
+        trainer.validate(module, make_loader(val_set, args, False), verbose=False)
+    metrics: dict[str, Any] = {}
+    if trainer.is_global_zero:
+        metrics = write_eval_outputs(run_dir, args.val_split, module)
+        metrics.update(model=args.backbone, detector=args.detector, epochs=trainer.current_epoch,
+                       train_seconds=round(train_seconds, 1), params_m=round(params_m, 3),
+                       backbone_params_m=round(backbone_m, 3), train_images=len(train_set), data=args.data_root,
+                       split=args.val_split, train_report=dict(train_set.report))
+        write_metrics(run_dir, metrics)
+        print_summary(f"done in {train_seconds:.0f} s training ({trainer.current_epoch} epochs); run dir {run_dir}",
+                      metrics)
+    return metrics
+
+
+def print_summary(headline: str, metrics: dict[str, Any]) -> None:
+    """The headline and one row of COCOeval numbers per IoU type."""
+    lines = [headline]
+    for iou_type in ("bbox", "segm"):
+        if iou_type in metrics:
+            vals = "  ".join(f"{k} {_fmt(metrics[iou_type][k])}" for k in STAT_NAMES)
+            lines.append(f"{iou_type:5s} {vals}")
+    print("\n".join(lines), flush=True)
+
+
+def _fmt(value: float | None) -> str:
+    return "  n/a" if value is None else f"{value:.3f}"
+
+
+if __name__ == "__main__":
+    run_main(main)
