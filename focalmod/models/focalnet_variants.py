@@ -1,11 +1,17 @@
 """Named FocalNet variants with the published numbers next to each config (torchvision style).
 
-`params_m`: reference table (measured from the official code; 22K models with a 1000-class head).
+`params_m`: reference table (measured from the official code; 22K models with a 1000-class head). base_iso has
+87.256 M: its released checkpoint needs the in-modulation LayerNorms (issue #23), which the README's 87.2 omits.
 `gmacs`: official analytic `flops()` at the input size of `pretrained_cfg` (multiply-add = 1, the papers'
-"GFLOPs"); see `tests/test_focalnet_variants.py`.
+"GFLOPs"): conv/linear MACs (bias ignored except `h`), plus one per element for each LayerNorm, each focal gate
+multiply and the global gate; stem/downsamples counted at kernel = stride (also the overlapping ones of L/XL/H);
+GELU, residual adds, layer scale and the global mean not counted. fvcore's conv+linear count plus those
+element-wise terms reproduces it (`tests/test_focalnet_variants.py`).
 Decision (reference focalnet.md Sec. 6): `focalnet_large_fl4` sets `normalize_modulator=True` like the official
 yaml and FocalNet-DINO; timm's entry does not, so timm weights for it give different logits than the official
 model; `focalnet_xlarge_fl4` follows the same DINO config for consistency (the classification yaml omits it).
+Loading timm-format weights into a model with `normalize_modulator=True` warns; pass `normalize_modulator=False`
+to `create_model` to reproduce timm's outputs.
 """
 from __future__ import annotations
 
