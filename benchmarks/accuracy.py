@@ -1,0 +1,142 @@
+"""Accuracy at equal budget: each architecture trained by the task CLIs with the same budget on their embedded data.
+
+Each run is ``python -m <task module> <model args> <budget flag> N --out DIR --seed 0`` in a subprocess (the task
+owns data, recipe and metrics; without a data argument it uses its embedded dataset); the score is read from
+``DIR/metrics.json``. A task whose CLI is not installed gives one 'n/a (task not available)' row; a failed run
+gives its last error line.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .measure import REPO_ROOT
+
+ACCURACY_COLUMNS = ["task", "dataset", "model", "budget", "metric", "score", "train_time_s", "status"]
+
+
+@dataclass(frozen=True)
+class AccuracyTask:
+    """A task CLI, its embedded dataset, the compared models (label -> CLI args), the budget and the score key.
+
+    `budget` is (flag, quick value, full value), the same for every model of the task; `metric_keys` are tried in
+    order in metrics.json (nested keys flattened with '/').
+    """
+
+    key: str
+    module: str
+    dataset: str
+    models: dict[str, tuple[str, ...]]
+    budget: tuple[str, int, int]
+    metric_keys: tuple[str, ...]
+    extra_args: tuple[str, ...] = ()
+
+
+def _models(*names: str) -> dict[str, tuple[str, ...]]:
+    return {n: ("--model", n) for n in names}
+
+
+TASKS = {
+    "digits": AccuracyTask(
+        "digits", "tasks.imagenet.train", "sklearn digits as an ImageNet-layout folder (tasks.imagenet)",
+        _models("focalnet_tiny_srf", "hornet_tiny_7x7", "convnext_tiny", "swin_tiny_patch4_window7_224",
+                "vit_small_patch16_224", "volo_d1_224", "resnet50"),
+        ("--epochs", 1, 5),
+        ("val_top1", "val/top1", "top1", "val_acc", "val/acc", "acc", "accuracy"),
+        ("--no-progress",),
+    ),
+    "sounds": AccuracyTask(
+        "sounds", "tasks.audio.train", "synthetic sounds (tasks.audio)",
+        _models("focalnet1d_tiny", "hornet1d_tiny_7x7"),
+        ("--epochs", 1, 5),
+        ("val_acc", "val/acc", "val_top1", "top1", "acc", "accuracy"),
+        ("--no-progress",),
+    ),
+    "volumes": AccuracyTask(
+        "volumes", "tasks.medical.train", "synthetic Decathlon-layout volumes (tasks.medical, 3D segmentation)",
+        {"focal_unet": ("--model", "focal_unet"), "focal_unet+gnconv": ("--model", "focal_unet", "--mixer", "gnconv"),
+         "unet": ("--model", "unet"), "swin_unetr": ("--model", "swin_unetr")},
+        ("--max-steps", 20, 300),
+        ("dice",),
+        ("--no-predict", "--no-progress"),
+    ),
+}
+
+
+def task_available(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def find_metric(metrics: dict[str, Any], keys: tuple[str, ...]) -> tuple[str, float] | None:
+    """The first of `keys` found in `metrics` (nested dicts flattened with '/'), else any key naming a score."""
+    flat: dict[str, float] = {}
+
+    def walk(d: dict[str, Any], prefix: str) -> None:
+        for k, v in d.items():
+            if isinstance(v, dict):
+                walk(v, f"{prefix}{k}/")
+            elif isinstance(v, (int, float)) and not isinstance(v, bool):
+                flat[f"{prefix}{k}"] = float(v)
+
+    walk(metrics, "")
+    for key in keys:
+        if key in flat:
+            return key, flat[key]
+    for key, v in flat.items():
+        if any(w in key.lower() for w in ("top1", "acc", "dice")):
+            return key, v
+    return None
+
+
+def run_accuracy(tasks: list[str], out_dir: Path, quick: bool, timeout_s: float, budget: int | None = None,
+                 ) -> list[dict[str, Any]]:
+    """Train each task's models on the same budget and collect one row per run (see `ACCURACY_COLUMNS`).
+
+    `budget` replaces every task's default budget value (epochs or steps, per the task's flag).
+    """
+    rows: list[dict[str, Any]] = []
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+    for key in tasks:
+        if key not in TASKS:
+            raise ValueError(f"accuracy task must be one of {sorted(TASKS)}, got {key!r}")
+        task = TASKS[key]
+        flag, quick_value, full_value = task.budget
+        value = budget if budget is not None else quick_value if quick else full_value
+        if not task_available(task.module):
+            rows.append(dict(task=key, dataset=task.dataset, model="all", budget=f"{flag} {value}",
+                             status="n/a (task not available)"))
+            continue
+        for label, model_args in task.models.items():
+            run_dir = out_dir / "accuracy" / key / label.replace("+", "_")
+            cmd = [sys.executable, "-m", task.module, *model_args, flag, str(value), "--out", str(run_dir),
+                   "--seed", "0", *task.extra_args]
+            row: dict[str, Any] = dict(task=key, dataset=task.dataset, model=label, budget=f"{flag} {value}")
+            rows.append(row)
+            start = time.perf_counter()
+            try:
+                proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, env=env, cwd=REPO_ROOT)
+            except subprocess.TimeoutExpired:
+                row["status"] = f"timeout (> {timeout_s:.0f} s)"
+                continue
+            row["train_time_s"] = round(time.perf_counter() - start, 1)
+            metrics_file = run_dir / "metrics.json"
+            if proc.returncode != 0 or not metrics_file.is_file():
+                tail = (proc.stderr.strip().splitlines() or ["no metrics.json written"])[-1][:160]
+                row["status"] = f"error: {tail}"
+                continue
+            found = find_metric(json.loads(metrics_file.read_text()), task.metric_keys)
+            if found is None:
+                row["status"] = "error: no accuracy/dice key in metrics.json"
+                continue
+            row.update(metric=found[0], score=round(found[1], 4), status="ok")
+    return rows

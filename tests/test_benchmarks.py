@@ -1,0 +1,149 @@
+"""Benchmark harness: rows and CSV columns, MAC counting, slope fits, OOM/timeout marking, the report CLI."""
+from __future__ import annotations
+
+import csv
+import time
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from benchmarks import measure, report, scaling
+from benchmarks.flops import count_macs
+
+FAST = dict(batch_size=2, img_size=32, warmup=0, repeats=1)
+TINY_FOCALNET = measure.ModelRequest("focalmod_focalnet_tiny_srf", {"embed_dim": 8, "depths": (1, 1, 1, 1)})
+RESNET18_GMACS_224 = 1.8186  # fvcore, timm resnet18 at 224x224 (fc: 512*1000 MACs)
+
+
+def test_bench_rows_csv_columns_and_values(tmp_path):
+    s = measure.Settings(**FAST, memory=False)
+    rows = [measure.bench_model(TINY_FOCALNET, s), measure.bench_model(measure.ModelRequest("resnet18"), s)]
+    path = report.write_csv(tmp_path / "benchmark.csv", rows, measure.BENCH_COLUMNS)
+    with open(path) as fh:
+        read = list(csv.DictReader(fh))
+    assert list(read[0]) == measure.BENCH_COLUMNS
+    assert measure.BENCH_COLUMNS[:7] == ["model", "infer_img_size", "infer_samples_per_sec", "infer_step_time",
+                                        "infer_batch_size", "param_count", "infer_gmacs"]
+    for row, req in zip(read, (TINY_FOCALNET, measure.ModelRequest("resnet18"))):
+        model, _ = measure.build_model(req, 32)
+        assert row["status"] == "ok"
+        assert float(row["param_count"]) == pytest.approx(measure.count_params(model) / 1e6, abs=1e-3)
+        assert float(row["infer_gmacs"]) > 0
+        assert float(row["infer_samples_per_sec"]) == pytest.approx(2 / (float(row["infer_step_time"]) / 1e3), 0.01)
+        assert float(row["train_samples_per_sec"]) > 0 and float(row["infer_latency_ms"]) > 0
+        assert row["infer_img_size"] == "32" and row["infer_batch_size"] == "2"
+    assert read[0]["source"] == "focalmod" and read[1]["source"] == "timm"
+    # every conv/linear of resnet18 scales with area exactly from 224 to 32 px (final map 7x7 -> 1x1)
+    fc = 512 * 1000 / 1e9
+    assert float(read[1]["infer_gmacs"]) == pytest.approx((RESNET18_GMACS_224 - fc) / 49 + fc, abs=2e-3)
+    assert float(read[0]["infer_elementwise_gmuls"]) > 0  # focal modulation gating is counted apart
+
+
+def test_memory_child_reports_rss():
+    s = measure.Settings(**FAST, train=False)
+    out = measure.child_memory(TINY_FOCALNET, s)
+    assert out["status"] == "ok"
+    assert 50 < out["mem_base_mib"] <= out["infer_peak_mem_mib"] < 8192
+    bad = measure.child_memory(measure.ModelRequest("no_such_model_xyz"), s)
+    assert bad["status"].startswith("error") and "no_such_model_xyz" in bad["status"]
+
+
+def test_macs_count_sdpa_and_elementwise_apart():
+    class Toy(nn.Module):
+        def forward(self, x):
+            q = x.reshape(1, 2, 10, 8)
+            return F.scaled_dot_product_attention(q, q, q) * q * 2.0  # one tensor product, one scalar product
+
+    c = count_macs(Toy(), torch.randn(1, 160))
+    assert c.macs == 2 * 10 * 10 * (8 + 8)
+    assert c.elementwise_muls == 160
+
+
+def test_slope_fit_quadratic_and_linear():
+    n = [256, 1024, 4096, 16384]
+    assert scaling.fit_loglog(n, [3e-9 * t**2 for t in n]) == pytest.approx(2.0, abs=1e-6)
+    assert scaling.fit_loglog(n, [5e-6 * t + 1e-12 for t in n]) == pytest.approx(1.0, abs=1e-3)
+    rows = [dict(kind="primitive", name="attn", spatial_dims=1, size=t, tokens=t, time_ms=1e-4 * t**2,
+                 gmacs=1e-6 * t**2, status="ok") for t in n]
+    rows.append(dict(kind="primitive", name="attn", spatial_dims=1, size=65536, tokens=65536, status="oom"))
+    (fit,) = scaling.slopes(rows)
+    assert fit["slope_time"] == pytest.approx(2.0) and fit["slope_gmacs"] == pytest.approx(2.0)
+    assert fit["points"] == 4 and fit["stopped"] == "oom at 65536"
+
+
+class _Fake(nn.Module):
+    """Sleeps `per_token` seconds per token; raises OOM from `oom_at` tokens."""
+
+    def __init__(self, per_token: float, oom_at: int | None = None) -> None:
+        super().__init__()
+        self.per_token, self.oom_at = per_token, oom_at
+
+    def forward(self, x):
+        if self.oom_at is not None and x.shape[-1] >= self.oom_at:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 1 GiB (simulated)")
+        time.sleep(self.per_token * x.shape[-1])
+        return x
+
+
+def _series(sizes, **kw):
+    return scaling.Series("primitive", "fake", 1, sizes, lambda n: (_Fake(**kw), (1, n)), count_macs=False)
+
+
+def test_sweep_marks_oom_and_skips_larger():
+    s = measure.Settings(**FAST)
+    rows = scaling.run_series(_series([1, 2, 4, 8], per_token=0.0, oom_at=4), s, time_limit=5.0)
+    assert [r["status"] for r in rows] == ["ok", "ok", "oom", "skipped (oom at 4)"]
+    assert rows[0]["time_ms"] >= 0 and "time_ms" not in rows[2]
+
+
+def test_sweep_marks_timeouts_measured_and_predicted():
+    s = measure.Settings(**FAST)
+    rows = scaling.run_series(_series([1, 2, 32], per_token=0.002), s, time_limit=0.05)
+    assert [r["status"] for r in rows[:2]] == ["ok", "ok"]
+    assert rows[2]["status"].startswith("timeout (predicted")  # >= 64 ms extrapolated > 50 ms: not run
+    assert "time_ms" not in rows[2]
+    rows = scaling.run_series(_series([20], per_token=0.004), s, time_limit=0.03)
+    assert rows[0]["status"] == "timeout"  # the probe call itself took 80 ms
+
+
+def test_window_attention_equals_global_within_one_window():
+    torch.manual_seed(0)
+    w, g = scaling.WindowAttention(32, window=3), scaling.GlobalAttention(32)
+    g.attn.load_state_dict(w.attn.state_dict())
+    x = torch.randn(2, 32, 5, 7)  # padded to 6x9: windows start at 0 and 3 in each dimension
+    y = w(x)
+    assert y.shape == x.shape
+    torch.testing.assert_close(y[:, :, 0:3, 3:6], g(x[:, :, 0:3, 3:6]), atol=1e-5, rtol=0)  # interior window
+    assert not torch.allclose(y[:, :, 0:3, 0:6], g(x[:, :, 0:3, 0:6]), atol=1e-3)  # two windows != one
+
+
+def test_report_cli_writes_csv_markdown_and_publishes(tmp_path, monkeypatch):
+    monkeypatch.setattr(report, "RESULTS_DIR", tmp_path / "results")
+    monkeypatch.setattr(report, "FULL_SWEEP", ({2: [4, 8]}, {}, {}))
+    out = tmp_path / "run"
+    path = report.run(["--models", "resnet18", "--device", "cpu", "--img-size", "32", "--batch-size", "2",
+                       "--warmup", "0", "--repeats", "1", "--no-memory", "--no-accuracy", "--time-limit", "5",
+                       "--threads", "1", "--out", str(out), "--publish"])
+    text = path.read_text()
+    for field in ("**torch**", "**timm**", "**cpu**", "**threads**: 1", "**FLOP convention**", "fp32 nchw eager",
+                  "median of 1 calls after 0 warm-up", "| resnet18 | timm | 32 |", "## Scaling", "slope time"):
+        assert field in text, field
+    assert {p.name for p in (tmp_path / "results" / "cpu").iterdir()} >= {
+        "report.md", "benchmark.csv", "scaling.csv", "scaling_slopes.csv", "throughput.png", "scaling_primitives.png"}
+    with open(out / "scaling.csv") as fh:
+        sweep = list(csv.DictReader(fh))
+    assert {r["name"] for r in sweep} == set(scaling.PRIMITIVES) and all(r["status"] == "ok" for r in sweep)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--device", "tpu"], "--device must be cpu, cuda or cuda:N"),
+    (["--device", "cpu", "--amp", "--dtype", "float32"], "--amp needs --dtype bfloat16 or float16"),
+    (["--device", "cpu", "--batch-size", "0"], "batch_size must be >= 1"),
+])
+def test_report_bad_options_exit_2(argv, message, capsys, tmp_path):
+    with pytest.raises(SystemExit) as exc:
+        report.main([*argv, "--out", str(tmp_path)])
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
