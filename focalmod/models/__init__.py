@@ -1,6 +1,7 @@
 """Networks composed from `focalmod.layers` and the model registry."""
 from . import focalnet_variants, hornet_variants  # noqa: F401  (registers the FocalNet and HorNet names)
 from ._registry import ModelSpec, create_model, get_spec, list_models, register_spec
+from .baselines import build_baseline  # noqa: F401  (ours by name, anything else from timm, e.g. VOLO)
 from .focalnet import FocalNet, FocalNetStage
 
 __all__ = ["FocalNet", "FocalNetStage", "ModelSpec", "create_model", "get_spec", "list_models", "register_spec"]
