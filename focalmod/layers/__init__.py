@@ -1,10 +1,10 @@
-"""N-d building blocks: focal modulation, FocalNet block, downsample, channels-first LayerNorm."""
+"""N-d building blocks: focal modulation, HorNet gnConv, FocalNet block, downsample, norms, heads."""
 from ._nd import conv_nd
 from .classifier import ClassifierHead
 from .downsample import Downsample
 from .focal_modulation import FocalModulation, FocalModulation1d, FocalModulation2d, FocalModulation3d
 from .focalnet_block import FocalNetBlock
-from .gnconv import GlobalLocalFilter, GnConv, gnconv_dims  # noqa: F401  (HorNet gnConv)
+from .gnconv import GlobalLocalFilter, GnConv, gnconv_dims
 from .norm import LayerNormNd
 
 __all__ = [
@@ -15,6 +15,9 @@ __all__ = [
     "FocalModulation2d",
     "FocalModulation3d",
     "FocalNetBlock",
+    "GlobalLocalFilter",
+    "GnConv",
     "LayerNormNd",
     "conv_nd",
+    "gnconv_dims",
 ]
