@@ -157,7 +157,7 @@ def build_model(req: ModelRequest, img_size: int | None = None) -> tuple[nn.Modu
         spec = focalmod.models.get_spec(req.name)
         if "drop_path_rate" in spec.kwargs:
             kwargs.setdefault("drop_path_rate", 0.0)
-        model = focalmod.create_model(req.name, **kwargs)
+        model = focalmod.models.build_baseline(spec.name, **kwargs)
     else:
         default = timm.get_pretrained_cfg_value(req.name, "input_size") or (3, 224, 224)
         if img_size is not None and img_size != default[-1] and "img_size" not in kwargs:
@@ -184,7 +184,10 @@ def prepare(model: nn.Module, s: Settings) -> nn.Module:
     """Move to device/dtype, set the memory format and optionally compile."""
     model = model.to(device=s.torch_device, dtype=s.param_dtype)
     if s.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+        try:
+            model = model.to(memory_format=torch.channels_last)
+        except RuntimeError:  # 3D models: 5-D conv weights need the 3D variant
+            model = model.to(memory_format=torch.channels_last_3d)
     if s.compile:
         model = torch.compile(model)
     return model

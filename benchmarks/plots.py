@@ -10,13 +10,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import NullFormatter  # noqa: E402
 
-DPI = 80
+DPI = 72
 _DIM_NAMES = {1: "1D (sequence length)", 2: "2D (side²)", 3: "3D (side³)"}
 
 
 def _save(fig: Any, path: Path) -> Path:
     fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
+    fig.savefig(path, dpi=DPI, pil_kwargs={"optimize": True})
     plt.close(fig)
     return path
 
@@ -51,7 +51,7 @@ def scaling_plot(rows: list[dict[str, Any]], slopes: list[dict[str, Any]], kind:
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel(f"{'tokens' if kind == 'primitive' else 'input positions'} — {_DIM_NAMES.get(d, d)}")
         ax.set_ylabel(ylabel)
-        ax.grid(True, which="both", alpha=0.3)
+        ax.grid(True, which="major", alpha=0.3)
         ax.legend(fontsize=6)
     fig.suptitle(f"{kind} scaling (red x: OOM/timeout, drawn at the last completed value)", fontsize=9)
     return _save(fig, path)

@@ -39,9 +39,11 @@ TIMM = ["focalnet_tiny_srf", "swin_tiny_patch4_window7_224", "convnext_tiny", "v
 QUICK_MODELS = ["focalmod_focalnet_tiny_srf", "focalnet_tiny_srf", "focalmod_hornet_tiny_7x7", "convnext_tiny",
                 "vit_small_patch16_224"]
 
-# (sides per spatial dims for the primitives, model names per dims, sides per dims for the models)
+# (sides per spatial dims for the primitives, model names per dims, sides per dims for the models). Primitive
+# sides are whole windows (49 tokens in 1D, 7 per side in 2D/3D): no padding skews the window-attention curve;
+# 56/28/14 are the stage resolutions of a 224 image in FocalNet/Swin/ConvNeXt.
 FULL_SWEEP = (
-    {1: [256, 1024, 4096, 16384, 65536], 2: [16, 32, 64, 128, 256], 3: [8, 16, 32, 48, 64]},
+    {1: [196, 784, 3136, 12544, 50176], 2: [14, 28, 56, 112, 224], 3: [7, 14, 28, 42, 56]},
     {2: ["focalmod_focalnet_tiny_srf", "focalmod_hornet_tiny_7x7", "convnext_tiny", "swin_tiny_patch4_window7_224",
          "vit_small_patch16_224", "volo_d1_224"],
      1: ["focalmod_focalnet1d_tiny", "focalmod_hornet1d_tiny_7x7"],
@@ -49,7 +51,7 @@ FULL_SWEEP = (
     {2: [112, 224, 320, 448, 640, 896, 1024], 1: [256, 1024, 4096, 16384], 3: [32, 64, 96, 128]},
 )
 QUICK_SWEEP = (
-    {1: [256, 1024, 4096], 2: [16, 32, 64], 3: [8, 16, 24]},
+    {1: [196, 784, 3136], 2: [14, 28, 56], 3: [7, 14, 28]},
     {2: ["focalmod_focalnet_tiny_srf", "vit_small_patch16_224"], 1: ["focalmod_focalnet1d_tiny"],
      3: ["focalmod_focalnet3d_tiny"]},
     {2: [112, 160, 224], 1: [256, 1024], 3: [32, 48]},
@@ -217,7 +219,9 @@ def _fmt(v: Any, digits: int = 2) -> str:
     if isinstance(v, float):
         if v != v:
             return "–"
-        return f"{v:.{digits}f}" if abs(v) < 1e5 else f"{v:.3g}"
+        if abs(v) >= 1e5:
+            return f"{v:.3g}"
+        return f"{v:.{min(digits, 1)}f}" if abs(v) >= 100 else f"{v:.{digits}f}"
     return str(v)
 
 
