@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ._nd import check_channels_first, check_positive, check_spatial_dims, conv_nd, to_channels_first, to_channels_last
@@ -87,22 +88,79 @@ class FocalModulation(nn.Module):
 
     def forward_channels_last(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """`x`: `(B, *S, dim)`. Returns the output `(B, *S, dim)` and the channels-first gate/modulator maps."""
-        q, ctx, gates = torch.split(self.f(x), (self.dim, self.dim, self.focal_level + 1), dim=-1)
+        q, ctx, gates = self._project_in(x)
         ctx, gates = to_channels_first(ctx), self.gates_tap(to_channels_first(gates))
+        fused = use_fused_cpu_path(ctx, self.f.weight)
 
-        ctx_all = 0
+        ctx_all = ctx  # placeholder for TorchScript; overwritten at level 0
         for level, focal_layer in enumerate(self.focal_layers):
-            ctx = focal_layer(ctx)
-            ctx_all = ctx_all + ctx * gates[:, level : level + 1]
+            ctx = dwconv_gelu(ctx, focal_layer[0]) if fused else focal_layer(ctx)
+            gate = gates[:, level : level + 1]
+            # In-place accumulate (mul/addcmul save their inputs, not ctx_all): no zero tensor, one pass per level.
+            ctx_all = ctx * gate if level == 0 else ctx_all.addcmul_(ctx, gate)
         spatial = tuple(range(2, 2 + self.spatial_dims))
         ctx_global = self.act(ctx.mean(spatial, keepdim=True))
-        ctx_all = ctx_all + ctx_global * gates[:, self.focal_level :]
+        ctx_all = ctx_all.addcmul_(ctx_global, gates[:, self.focal_level :])
         if self.normalize_modulator:
-            ctx_all = ctx_all / (self.focal_level + 1)
+            ctx_all = ctx_all.div_(self.focal_level + 1)
 
         modulator = self.modulator_tap(to_channels_first(self.h(to_channels_last(ctx_all))))
         out = self.proj_drop(self.proj(self.norm(q * to_channels_last(modulator))))
         return out, {"gates": gates, "modulator": modulator}
+
+    def _project_in(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """`f` as three GEMMs on row slices of its weight, so q, ctx and gates come out contiguous.
+
+        One GEMM followed by `split` would leave ctx strided, and the depthwise conv would copy it; the row slices
+        are views, so the parameters (and state-dict key `f`) stay as in the official model.
+        """
+        c = self.dim
+        w, b = self.f.weight, self.f.bias
+        rows = ((0, c), (c, 2 * c), (2 * c, w.shape[0]))
+        q, ctx, gates = (F.linear(x, w[i:j], None if b is None else b[i:j]) for i, j in rows)
+        return q, ctx, gates
+
+
+def use_fused_cpu_path(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """True for eager fp32 CPU inference without autograd, where oneDNN's fused conv/linear + GELU ops apply.
+
+    Those ops have no backward and are opaque to `torch.compile` (which fuses on its own), so training,
+    compiling, scripting and other devices/dtypes take the plain path.
+    """
+    if torch.jit.is_scripting() or not _HAS_MKLDNN_FUSED or torch.compiler.is_compiling():
+        return False
+    if x.device.type != "cpu" or x.dtype != torch.float32 or weight.dtype != torch.float32:
+        return False
+    return not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))
+
+
+def dwconv_gelu(x: torch.Tensor, conv: nn.Module) -> torch.Tensor:
+    """GELU(depthwise conv(x)) in one oneDNN call (GELU as the conv's post-op); `x` channels-first, any layout."""
+    if x.ndim == 3:  # oneDNN's fused op is 2D/3D only: run 1D as (B, C, 1, L)
+        return dwconv_gelu_2d(x.unsqueeze(2), conv.weight.unsqueeze(2), conv).squeeze(2)
+    return dwconv_gelu_2d(x, conv.weight, conv)
+
+
+def dwconv_gelu_2d(x: torch.Tensor, weight: torch.Tensor, conv: nn.Module) -> torch.Tensor:
+    pad = list(conv.padding)
+    if len(pad) < x.ndim - 2:
+        pad = [0] + pad
+    ones = [1] * (x.ndim - 2)
+    return torch.ops.mkldnn._convolution_pointwise(
+        x, weight, conv.bias, pad, ones, ones, conv.groups, "gelu", [], "none"
+    )
+
+
+def linear_gelu(x: torch.Tensor, linear: nn.Linear) -> torch.Tensor:
+    """GELU(linear(x)) in one oneDNN call (exact-erf GELU as post-op); fp32 CPU inference only."""
+    return torch.ops.mkldnn._linear_pointwise(x, linear.weight, linear.bias, "gelu", [], "none")
+
+
+_HAS_MKLDNN_FUSED = (
+    torch.backends.mkldnn.is_available()
+    and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
+    and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+)
 
 
 class FocalModulation1d(FocalModulation):
