@@ -1,0 +1,96 @@
+"""Step time and peak memory for task summaries and comparison tables (medians, warm-up excluded).
+
+Peak memory is `torch.cuda.max_memory_allocated` on a GPU and the process's peak resident set size on CPU
+(`resource.getrusage`, which cannot be reset: measure one model per process for a fair CPU comparison).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.callbacks import Callback
+
+from .rundir import atomic_write_text
+
+__all__ = ["StepTimer", "peak_memory_mb", "reset_peak_memory", "write_table"]
+
+
+def reset_peak_memory(device: torch.device | str | None = None) -> None:
+    """Start a new GPU peak (no-op on CPU, where the process peak RSS is all there is)."""
+    if device is not None and torch.device(device).type == "cuda" and torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_memory_mb(device: torch.device | str | None = None) -> tuple[float, str]:
+    """`(MiB, what was measured)`: GPU allocator peak on CUDA devices, the process peak RSS otherwise."""
+    if device is not None and torch.device(device).type == "cuda" and torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated(device) / 2**20, "torch.cuda.max_memory_allocated"
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return rss / (2**20 if sys.platform == "darwin" else 2**10), "peak RSS (resource.getrusage)"
+
+
+class StepTimer(Callback):
+    """Times every training step (forward, backward, optimiser; data loading excluded) and optionally prints
+    `step 50/300  loss 0.412  0.53 s/step` every `print_every` steps. `median_seconds` skips `warmup` steps."""
+
+    def __init__(self, warmup: int = 3, print_every: int = 0) -> None:
+        self.warmup, self.print_every = warmup, print_every
+        self.seconds: list[float] = []
+        self._start = 0.0
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, idx: int) -> None:
+        if pl_module.device.type == "cuda":
+            torch.cuda.synchronize(pl_module.device)
+        self._start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+                           idx: int) -> None:
+        if pl_module.device.type == "cuda":
+            torch.cuda.synchronize(pl_module.device)
+        self.seconds.append(time.perf_counter() - self._start)
+        step = trainer.global_step
+        if self.print_every and trainer.is_global_zero and step % self.print_every == 0:
+            loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+            loss_text = f"  loss {float(loss):.4f}" if loss is not None else ""
+            total = f"/{trainer.max_steps}" if trainer.max_steps and trainer.max_steps > 0 else ""
+            print(f"step {step}{total}{loss_text}  {self.seconds[-1]:.2f} s/step", flush=True)
+
+    @property
+    def median_seconds(self) -> float:
+        timed = self.seconds[self.warmup :] or self.seconds
+        return statistics.median(timed) if timed else float("nan")
+
+
+def write_table(rows: Sequence[dict[str, Any]], out_dir: Path, stem: str = "results", title: str = "",
+                notes: Sequence[str] = ()) -> tuple[Path, Path]:
+    """`<stem>.csv` and `<stem>.md` (a Markdown table, floats to 4 significant digits, then `notes` lines)."""
+    out_dir = Path(out_dir)
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    csv_path = out_dir / f"{stem}.csv"
+    atomic_write_text(csv_path, buffer.getvalue())
+
+    def cell(value: Any) -> str:
+        if isinstance(value, float):
+            return "n/a" if value != value else f"{value:.4g}"
+        return "" if value is None else str(value)
+
+    lines = [f"# {title}", ""] if title else []
+    lines += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(row.get(c)) for c in columns) + " |" for row in rows]
+    if notes:
+        lines += ["", *notes]
+    md_path = out_dir / f"{stem}.md"
+    atomic_write_text(md_path, "\n".join(lines) + "\n")
+    return csv_path, md_path

@@ -1,0 +1,339 @@
+"""2D/3D medical segmentation with Focal-UNet, MONAI UNet or MONAI SwinUNETR: `python -m tasks.medical.train`.
+
+Reads a Medical Segmentation Decathlon folder (`--data`: dataset.json, imagesTr/, labelsTr/, NIfTI) through MONAI
+transforms, trains with DiceCE loss under a fixed step budget, validates with sliding-window inference (per-class
+Dice and HD95), and writes the validation predictions back as NIfTI with each input's affine. Without `--data` it
+first writes a small noisy synthetic Decathlon set (monai `create_test_image_3d`/`2d`) into the run directory.
+`--compare` trains all three networks on the same data, budget and metrics (one subprocess each, so the CPU peak
+memory is per model) and writes results.md / results.csv.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Sequence
+
+import lightning.pytorch as pl
+import monai
+import nibabel as nib
+import numpy as np
+import torch
+from monai.data import CacheDataset, DataLoader, list_data_collate
+
+from tasks.common import (
+    TaskError,
+    add_common_args,
+    build_trainer,
+    make_run_dir,
+    parse_with_config,
+    resolve_resume,
+    run_main,
+    save_config,
+    write_metrics,
+)
+from tasks.common.measure import StepTimer, peak_memory_mb, reset_peak_memory, write_table
+
+from .data import build_transforms, check_case, data_config, read_decathlon, split_cases
+from .module import MODELS, SegmentationModule, size_divisor
+from .predict import predict_files
+from .synthetic import intensity_threshold_dice, write_synthetic_decathlon
+
+TASK = "medical"
+SYNTHETIC_INTENSITY = ("range", -0.5, 1.5)  # synthetic images are in [0, 1] plus Gaussian noise
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m tasks.medical.train", description=__doc__.split("\n\n", 1)[1],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    d = p.add_argument_group("data")
+    d.add_argument("--data", type=Path, default=None,
+                   help="Decathlon task folder (dataset.json, imagesTr, labelsTr); omitted: write the synthetic set")
+    d.add_argument("--spatial-dims", type=int, choices=(2, 3), default=3,
+                   help="2 for 2D images (H, W), 3 for volumes; the files must match")
+    d.add_argument("--val-frac", type=float, default=0.2, help="fraction of the training list held out")
+    d.add_argument("--roi-size", type=int, nargs="+", default=None,
+                   help="training crop and sliding-window size, one int per axis or one for all "
+                        "(default 32 in 3D, 64 in 2D); must be a multiple of the network's size divisor")
+    d.add_argument("--pixdim", type=float, nargs="+", default=None,
+                   help="resample to this voxel spacing (Spacingd); default: keep the files' spacing "
+                        "(the synthetic default resamples to its own spacing)")
+    d.add_argument("--orientation", default="RAS", help="Orientationd axis codes, or 'none' to keep the files'")
+    d.add_argument("--intensity", choices=("range", "zscore"), default=None,
+                   help="range: ScaleIntensityRanged(a_min, a_max -> 0, 1, clip) e.g. a CT window; zscore: "
+                        "NormalizeIntensityd on nonzero voxels (MRI). Default: range on synthetic, zscore on --data")
+    d.add_argument("--a-min", type=float, default=None, help="intensity window low end for --intensity range")
+    d.add_argument("--a-max", type=float, default=None, help="intensity window high end for --intensity range")
+    d.add_argument("--no-crop-foreground", action="store_true", help="skip CropForegroundd")
+    d.add_argument("--num-samples", type=int, default=2, help="RandCropByPosNegLabeld crops per volume")
+    d.add_argument("--pos", type=float, default=1.0, help="RandCropByPosNegLabeld weight of foreground centres")
+    d.add_argument("--neg", type=float, default=1.0, help="RandCropByPosNegLabeld weight of background centres")
+    d.add_argument("--flip-prob", type=float, default=0.5, help="RandFlipd probability per axis")
+    d.add_argument("--rot90-prob", type=float, default=0.2, help="RandRotate90d probability (square crops only)")
+    d.add_argument("--shift-intensity-prob", type=float, default=0.3, help="RandShiftIntensityd probability")
+    d.add_argument("--cache-rate", type=float, default=1.0, help="CacheDataset fraction of cases cached")
+    s = p.add_argument_group("synthetic default (no --data)")
+    s.add_argument("--synthetic-cases", type=int, default=20, help="labelled cases written (plus 2 test images)")
+    s.add_argument("--synthetic-size", type=int, default=None, help="side of each case (default 48 in 3D, 96 in 2D)")
+    s.add_argument("--synthetic-classes", type=int, default=2, help="foreground classes")
+    s.add_argument("--synthetic-noise", type=float, default=0.5, help="MONAI uniform noise_max")
+    s.add_argument("--synthetic-std", type=float, default=0.2, help="added Gaussian noise std (image range 0..1)")
+    m = p.add_argument_group("model")
+    m.add_argument("--model", choices=MODELS, default="focal_unet", help="network to train")
+    m.add_argument("--compare", action="store_true", help="train all three networks and write results.md/.csv")
+    m.add_argument("--feature-size", type=int, default=12,
+                   help="first-level channels of every network (SwinUNETR rounds up to a multiple of 12)")
+    m.add_argument("--norm", choices=("batch", "instance"), default="batch",
+                   help="decoder norm of all three (instance norm cannot train on the 1-voxel bottleneck of 32^3 "
+                        "crops; MONAI's spleen UNet uses batch)")
+    m.add_argument("--depths", type=int, nargs="+", default=[2, 2, 2, 2], help="FocalUNet encoder blocks per stage")
+    m.add_argument("--focal-levels", type=int, nargs="+", default=[2],
+                   help="FocalUNet focal levels (one or per stage)")
+    m.add_argument("--focal-windows", type=int, nargs="+", default=[3],
+                   help="FocalUNet focal window (one or per stage)")
+    m.add_argument("--patch-size", type=int, default=2, help="FocalUNet stem stride (2 or 4)")
+    m.add_argument("--decoder", choices=("auto", "focal", "unetr"), default="auto",
+                   help="FocalUNet decoder: focal (paper's 2D design), unetr (SwinUNETR layout), "
+                        "auto = focal in 2D, unetr in 3D")
+    m.add_argument("--drop-path", type=float, default=0.0, help="FocalUNet encoder stochastic depth")
+    m.add_argument("--mixer", default="focal", help="FocalUNet token mixer: focal or gnconv (focalmod.models.mixers)")
+    o = p.add_argument_group("optimisation")
+    o.add_argument("--max-steps", type=int, default=300, help="optimiser steps (the budget shared by --compare)")
+    o.add_argument("--batch-size", type=int, default=2, help="volumes per batch (x --num-samples crops)")
+    o.add_argument("--lr", type=float, default=1e-3, help="AdamW peak learning rate")
+    o.add_argument("--weight-decay", type=float, default=1e-5, help="AdamW weight decay")
+    o.add_argument("--warmup-steps", type=int, default=20, help="linear warmup before the cosine decay")
+    o.add_argument("--val-every", type=int, default=0,
+                   help="validate every N epochs during training (0: only the final validation)")
+    o.add_argument("--sw-batch-size", type=int, default=4, help="sliding-window batch")
+    o.add_argument("--overlap", type=float, default=0.25, help="sliding-window overlap")
+    o.add_argument("--print-every", type=int, default=25, help="print a progress line every N steps (0: never)")
+    o.add_argument("--no-predict", action="store_true", help="do not write NIfTI predictions of the validation cases")
+    add_common_args(p, TASK)
+    return p
+
+
+def resolve_args(args: argparse.Namespace) -> argparse.Namespace:
+    """Fill the data-dependent defaults (so config.yaml holds concrete values) and check the flag values."""
+    sd = args.spatial_dims
+    if args.synthetic_size is None:
+        args.synthetic_size = 48 if sd == 3 else 96
+    roi = args.roi_size or [32 if sd == 3 else 64]
+    if len(roi) == 1:
+        roi = roi * sd
+    if len(roi) != sd or min(roi) <= 0:
+        raise TaskError(f"--roi-size needs 1 or {sd} positive ints for --spatial-dims {sd}, got {args.roi_size}")
+    args.roi_size = list(roi)
+    if args.pixdim is None and args.data is None:
+        args.pixdim = [abs(v) for v in (1.5, 1.5, 2.0)[:sd]]
+    if args.pixdim is not None and len(args.pixdim) != sd:
+        raise TaskError(f"--pixdim needs {sd} values for --spatial-dims {sd}, got {args.pixdim}")
+    if args.intensity is None:
+        args.intensity = "range" if args.data is None else "zscore"
+    if args.intensity == "range":
+        synthetic = args.data is None
+        args.a_min = args.a_min if args.a_min is not None else (SYNTHETIC_INTENSITY[1] if synthetic else None)
+        args.a_max = args.a_max if args.a_max is not None else (SYNTHETIC_INTENSITY[2] if synthetic else None)
+        if args.a_min is None or args.a_max is None or args.a_max <= args.a_min:
+            raise TaskError(f"--intensity range needs --a-min < --a-max (e.g. -57 164 for a CT soft-tissue "
+                            f"window), got {args.a_min}, {args.a_max}")
+    for name in ("max_steps", "batch_size", "num_samples", "feature_size", "sw_batch_size"):
+        if getattr(args, name) <= 0:
+            raise TaskError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    return args
+
+
+def focal_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    levels = args.focal_levels[0] if len(args.focal_levels) == 1 else list(args.focal_levels)
+    windows = args.focal_windows[0] if len(args.focal_windows) == 1 else list(args.focal_windows)
+    return dict(depths=list(args.depths), focal_levels=levels, focal_windows=windows, patch_size=args.patch_size,
+                decoder=args.decoder, drop_path_rate=args.drop_path, mixer=args.mixer)
+
+
+def data_root(args: argparse.Namespace, run_dir: Path) -> Path:
+    """`--data`, or the synthetic set written (once) into the run directory."""
+    if args.data is not None:
+        return args.data
+    return write_synthetic_decathlon(
+        run_dir / "data", spatial_dims=args.spatial_dims, size=args.synthetic_size, num_train=args.synthetic_cases,
+        num_classes=args.synthetic_classes, noise_max=args.synthetic_noise, noise_std=args.synthetic_std,
+        seed=args.seed,
+    )
+
+
+def build_module(args: argparse.Namespace, in_channels: int, num_classes: int) -> SegmentationModule:
+    try:
+        module = SegmentationModule(
+            args.model, args.spatial_dims, in_channels, num_classes, args.roi_size, args.feature_size, args.norm,
+            focal_kwargs(args) if args.model == "focal_unet" else None, args.lr, args.weight_decay,
+            args.warmup_steps, args.max_steps, args.sw_batch_size, args.overlap,
+        )
+    except (ValueError, TypeError, ImportError) as err:
+        raise TaskError(f"--model {args.model}: {err}") from None
+    divisor = size_divisor(module.model)
+    if any(r % divisor for r in args.roi_size):
+        raise TaskError(f"--roi-size {args.roi_size}: {args.model} needs every side divisible by {divisor}")
+    return module
+
+
+def train_one(args: argparse.Namespace) -> dict[str, Any]:
+    """One network: data checks, training, final validation, NIfTI predictions, metrics.json."""
+    start = time.perf_counter()
+    resume_dir, ckpt = resolve_resume(args.resume)
+    run_dir = make_run_dir(TASK, resume_dir or args.out)
+    pl.seed_everything(args.seed, workers=True)
+    root = data_root(args, run_dir)
+    dataset = read_decathlon(root)
+    for case in dataset.training:
+        check_case(case, dataset.labels, args.spatial_dims, len(dataset.modalities))
+    train_cases, val_cases = split_cases(dataset.training, args.val_frac, args.seed)
+    save_config(run_dir, vars(args))
+    cfg = data_config(vars(args))
+    module = build_module(args, len(dataset.modalities), dataset.num_classes)
+    params = sum(p.numel() for p in module.model.parameters())
+    print(f"{args.model}: {params / 1e6:.2f} M params; {dataset.name}: {len(train_cases)} train / {len(val_cases)} "
+          f"val cases, {dataset.num_classes} classes, ROI {tuple(args.roi_size)}; run dir {run_dir}", flush=True)
+
+    train_ds = CacheDataset(train_cases, build_transforms(cfg, train=True), cache_rate=args.cache_rate,
+                            num_workers=max(args.num_workers, 1), progress=False)
+    val_ds = CacheDataset(val_cases, build_transforms(cfg, train=False), cache_rate=args.cache_rate,
+                          num_workers=max(args.num_workers, 1), progress=False)
+    train_loader = DataLoader(train_ds, batch_size=args.batch_size, shuffle=True, num_workers=args.num_workers,
+                              collate_fn=list_data_collate, drop_last=len(train_cases) > args.batch_size)
+    val_loader = DataLoader(val_ds, batch_size=1, num_workers=args.num_workers)
+
+    timer = StepTimer(print_every=args.print_every)
+    trainer = build_trainer(
+        args, run_dir, max_epochs=-1, monitor="val/dice" if args.val_every else None, callbacks=[timer],
+        max_steps=args.max_steps, check_val_every_n_epoch=args.val_every or 10**9, num_sanity_val_steps=0,
+    )
+    reset_peak_memory(module.device)
+    train_start = time.perf_counter()
+    trainer.fit(module, train_loader, val_loader, ckpt_path=str(ckpt) if ckpt else None)
+    train_seconds = time.perf_counter() - train_start
+    device = module.device
+    memory_mb, memory_kind = peak_memory_mb(device)
+    trainer.validate(module, val_loader, verbose=False)
+    val = module.last_val
+    metrics: dict[str, Any] = {
+        "model": args.model, "dice": val["dice"],
+        "dice_per_class": dict(zip(dataset.class_names[1:], val["dice_per_class"])),
+        "hd95": val["hd95"], "hd95_per_class": dict(zip(dataset.class_names[1:], val["hd95_per_class"])),
+        "hd95_unit": "mm", "params": params, "steps": trainer.global_step,
+        "step_time_s": timer.median_seconds, "peak_memory_mb": memory_mb, "peak_memory_kind": memory_kind,
+        "train_seconds": train_seconds, "spatial_dims": args.spatial_dims, "roi_size": args.roi_size,
+        "train_cases": len(train_cases), "val_cases": len(val_cases), "dataset": dataset.name,
+        "device": str(device), "threads": torch.get_num_threads(),
+        "versions": {"torch": torch.__version__, "monai": monai.__version__, "python": platform.python_version()},
+    }
+    if trainer.is_global_zero:
+        if "synthetic" in _dataset_json(root):
+            metrics["intensity_threshold_dice"] = _threshold_dice(val_cases, dataset.num_classes - 1)
+        if not args.no_predict:
+            written = predict_files(module, [c["image"] for c in val_cases], cfg, run_dir / "predictions", device)
+            metrics["predictions"] = [str(p) for p in written]
+            metrics["dice_original_space"] = _file_dice(written, val_cases, dataset.num_classes)
+        metrics["time_s"] = time.perf_counter() - start
+        write_metrics(run_dir, metrics)
+        print(_summary(metrics, run_dir), flush=True)
+    return metrics
+
+
+def _dataset_json(root: Path) -> dict:
+    return json.loads((Path(root) / "dataset.json").read_text())
+
+
+def _threshold_dice(cases: list[dict], num_foreground: int) -> float:
+    images = [np.asanyarray(nib.load(c["image"]).dataobj) for c in cases]
+    labels = [np.asanyarray(nib.load(c["label"]).dataobj) for c in cases]
+    return intensity_threshold_dice(images, labels, num_foreground)
+
+
+def _file_dice(predictions: list[Path], cases: list[dict], num_classes: int) -> float:
+    """Mean foreground Dice of the written NIfTI predictions against the label files (checks the inversion)."""
+    scores = []
+    for pred_path, case in zip(predictions, cases):
+        pred = np.asanyarray(nib.load(str(pred_path)).dataobj)
+        label = np.asanyarray(nib.load(case["label"]).dataobj)
+        for c in range(1, num_classes):
+            denom = (pred == c).sum() + (label == c).sum()
+            if (label == c).any():
+                scores.append(2 * ((pred == c) & (label == c)).sum() / denom)
+    return float(np.mean(scores)) if scores else float("nan")
+
+
+def _summary(m: dict[str, Any], run_dir: Path) -> str:
+    per_class = ", ".join(f"{k} {v:.3f}" for k, v in m["dice_per_class"].items())
+    return (f"{m['model']}: Dice {m['dice']:.4f} ({per_class}), HD95 {m['hd95']:.2f} mm, "
+            f"{m['params'] / 1e6:.2f} M params, {m['step_time_s']:.3f} s/step, peak {m['peak_memory_mb']:.0f} MiB, "
+            f"{m['steps']} steps in {m['train_seconds']:.0f} s -> {run_dir / 'metrics.json'}")
+
+
+def compare(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Train every model in its own process on the same data and flags; write results.md and results.csv."""
+    if args.resume is not None:
+        raise TaskError("--compare cannot --resume; resume each model's run directory instead")
+    run_dir = make_run_dir(TASK, args.out)
+    root = data_root(args, run_dir)
+    flags = {**vars(args), "data": str(root), "compare": False, "resume": None, "config": None}
+    save_config(run_dir, {**vars(args), "data": str(root)})
+    rows, finished = [], []
+    for name in MODELS:
+        child = run_dir / name
+        child.mkdir(exist_ok=True)
+        config = save_config(child, {**flags, "model": name, "out": str(child)}, name="compare_config.yaml")
+        print(f"=== {name} ===", flush=True)
+        code = subprocess.call([sys.executable, "-m", "tasks.medical.train", "--config", str(config)])
+        metrics_path = child / "metrics.json"
+        if code != 0 or not metrics_path.is_file():
+            rows.append({"model": name, "status": f"failed (exit {code})"})
+            continue
+        m = json.loads(metrics_path.read_text())
+        finished.append(m)
+        rows.append({
+            "model": name, "dice": m["dice"], **{f"dice_{k}": v for k, v in m["dice_per_class"].items()},
+            "hd95_mm": m["hd95"], "params_M": m["params"] / 1e6, "step_time_s": m["step_time_s"],
+            "peak_memory_MiB": m["peak_memory_mb"], "train_s": m["train_seconds"], "steps": m["steps"],
+        })
+    notes = []
+    if finished:
+        ref = finished[0]
+        notes = [
+            f"Same data ({root}), {args.max_steps} steps of batch {args.batch_size} x {args.num_samples} crops "
+            f"{tuple(args.roi_size)}, AdamW lr {args.lr}, DiceCE loss; metrics on {ref['val_cases']} held-out "
+            f"cases by sliding window (Dice: mean foreground, HD95 in mm).",
+            f"Step time: median s/step (forward+backward+optimiser, first 3 excluded). Peak memory: "
+            f"{ref['peak_memory_kind']}, one process per model. Device {ref['device']}, {ref['threads']} threads, "
+            f"torch {torch.__version__}, monai {monai.__version__}, {platform.machine()}.",
+        ]
+        if "intensity_threshold_dice" in ref:
+            notes.append(f"Best intensity-window Dice on the same cases (no network): "
+                         f"{ref['intensity_threshold_dice']:.3f}.")
+    write_table(rows, run_dir, "results", title=f"{TASK}: FocalUNet vs MONAI UNet vs SwinUNETR", notes=notes)
+    print((run_dir / "results.md").read_text(), flush=True)
+    return rows
+
+
+def main(argv: Sequence[str] | None = None) -> Any:
+    # Expected on untrained or tiny runs and on 2D files; they would drown the progress lines.
+    warnings.filterwarnings("ignore", message=r".*is all 0, this may result in nan/inf distance")
+    warnings.filterwarnings("ignore", message=r".*always_return_as_numpy")
+    warnings.filterwarnings("ignore", message=r".*axcodes .* length is smaller than")
+    parser = build_parser()
+    args = parse_with_config(parser, argv)
+    if args.resume is not None and args.config is None:
+        resume_dir, _ = resolve_resume(args.resume)
+        if (resume_dir / "config.yaml").is_file():
+            args = parse_with_config(parser, [*(argv if argv is not None else sys.argv[1:]), "--config",
+                                              str(resume_dir / "config.yaml")])
+    args = resolve_args(args)
+    return compare(args) if args.compare else train_one(args)
+
+
+if __name__ == "__main__":
+    run_main(main)
