@@ -88,9 +88,9 @@ class FocalModulation(nn.Module):
 
     def forward_channels_last(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """`x`: `(B, *S, dim)`. Returns the output `(B, *S, dim)` and the channels-first gate/modulator maps."""
-        q, ctx, gates = self._project_in(x)
+        fused = use_fused_cpu_path(x, self.f.weight)
+        q, ctx, gates = self._project_in(x, fused)
         ctx, gates = to_channels_first(ctx), self.gates_tap(to_channels_first(gates))
-        fused = use_fused_cpu_path(ctx, self.f.weight)
 
         ctx_all = ctx  # placeholder for TorchScript; overwritten at level 0
         for level, focal_layer in enumerate(self.focal_layers):
@@ -104,11 +104,11 @@ class FocalModulation(nn.Module):
         if self.normalize_modulator:
             ctx_all = ctx_all.div_(self.focal_level + 1)
 
-        modulator = self.modulator_tap(to_channels_first(self.h(to_channels_last(ctx_all))))
-        out = self.proj_drop(self.proj(self.norm(q * to_channels_last(modulator))))
+        modulator = self.modulator_tap(to_channels_first(linear(to_channels_last(ctx_all), self.h, fused)))
+        out = self.proj_drop(linear(self.norm(q * to_channels_last(modulator)), self.proj, fused))
         return out, {"gates": gates, "modulator": modulator}
 
-    def _project_in(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _project_in(self, x: torch.Tensor, fused: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """`f` as three GEMMs on row slices of its weight, so q, ctx and gates come out contiguous.
 
         One GEMM followed by `split` would leave ctx strided, and the depthwise conv would copy it; the row slices
@@ -117,7 +117,8 @@ class FocalModulation(nn.Module):
         c = self.dim
         w, b = self.f.weight, self.f.bias
         rows = ((0, c), (c, 2 * c), (2 * c, w.shape[0]))
-        q, ctx, gates = (F.linear(x, w[i:j], None if b is None else b[i:j]) for i, j in rows)
+        lin = _dnnl_linear if fused else F.linear
+        q, ctx, gates = (lin(x, w[i:j], None if b is None else b[i:j]) for i, j in rows)
         return q, ctx, gates
 
 
@@ -149,6 +150,16 @@ def dwconv_gelu_2d(x: torch.Tensor, weight: torch.Tensor, conv: nn.Module) -> to
     return torch.ops.mkldnn._convolution_pointwise(
         x, weight, conv.bias, pad, ones, ones, conv.groups, "gelu", [], "none"
     )
+
+
+def linear(x: torch.Tensor, layer: nn.Linear, fused: bool) -> torch.Tensor:
+    """`layer(x)`, through oneDNN's matmul on the fused path (bias in the epilogue, no output pre-fill copy)."""
+    return _dnnl_linear(x, layer.weight, layer.bias) if fused else layer(x)
+
+
+def _dnnl_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """oneDNN matmul: ~8 % faster than MKL's sgemm for these shapes on AVX-512 CPUs (measured, 1 thread)."""
+    return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
 
 
 def linear_gelu(x: torch.Tensor, linear: nn.Linear) -> torch.Tensor:

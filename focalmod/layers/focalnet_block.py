@@ -6,7 +6,7 @@ from timm.layers import DropPath, LayerScale, Mlp
 from torch import nn
 
 from ._nd import check_channels_first, to_channels_first, to_channels_last
-from .focal_modulation import FocalModulation, linear_gelu, use_fused_cpu_path
+from .focal_modulation import FocalModulation, linear, linear_gelu, use_fused_cpu_path
 
 
 class FocalNetBlock(nn.Module):
@@ -77,4 +77,4 @@ class FocalNetBlock(nn.Module):
         mlp = self.mlp
         if torch.jit.is_scripting() or self.training or not use_fused_cpu_path(x, mlp.fc1.weight):
             return mlp(x)
-        return mlp.fc2(linear_gelu(x, mlp.fc1))
+        return linear(linear_gelu(x, mlp.fc1), mlp.fc2, True)
