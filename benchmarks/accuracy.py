@@ -7,6 +7,7 @@ gives its last error line.
 """
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import json
 import os
@@ -37,6 +38,7 @@ class AccuracyTask:
     budget: tuple[str, int, int]
     metric_keys: tuple[str, ...]
     extra_args: tuple[str, ...] = ()
+    models_from: str | None = None
 
 
 def _models(*names: str) -> dict[str, tuple[str, ...]]:
@@ -46,18 +48,18 @@ def _models(*names: str) -> dict[str, tuple[str, ...]]:
 TASKS = {
     "digits": AccuracyTask(
         "digits", "tasks.imagenet.train", "sklearn digits as an ImageNet-layout folder (tasks.imagenet)",
-        _models("focalnet_tiny_srf", "hornet_tiny_7x7", "convnext_tiny", "swin_tiny_patch4_window7_224",
-                "vit_small_patch16_224", "volo_d1_224", "resnet50"),
-        ("--epochs", 1, 5),
+        _models("focalnet_digits"),
+        ("--epochs", 1, 10),
         ("val_top1", "val/top1", "top1", "val_acc", "val/acc", "acc", "accuracy"),
         ("--no-progress",),
+        models_from="tasks.imagenet.recipe:TASK_MODELS",
     ),
     "sounds": AccuracyTask(
-        "sounds", "tasks.audio.train", "synthetic sounds (tasks.audio)",
-        _models("focalnet1d_tiny", "hornet1d_tiny_7x7"),
-        ("--epochs", 1, 5),
-        ("val_acc", "val/acc", "val_top1", "top1", "acc", "accuracy"),
-        ("--no-progress",),
+        "sounds", "tasks.audio.esc50", "synthetic ESC-50-format sounds (tasks.audio), held-out fold 1",
+        _models("focalnet2d", "focalnet1d", "hornet"),
+        ("--epochs", 1, 10),
+        ("mean_accuracy", "accuracy"),
+        ("--folds", "1", "--no-progress"),
     ),
     "volumes": AccuracyTask(
         "volumes", "tasks.medical.train", "synthetic Decathlon-layout volumes (tasks.medical, 3D segmentation)",
@@ -68,6 +70,20 @@ TASKS = {
         ("--no-predict", "--no-progress"),
     ),
 }
+
+
+def task_models(task: AccuracyTask) -> dict[str, tuple[str, ...]]:
+    """The task's models: the presets the task itself defines for its embedded data when it has such a table
+    (`models_from`, 'module:ATTRIBUTE'), else the static list."""
+    if task.models_from:
+        module, attr = task.models_from.split(":")
+        try:
+            names = list(getattr(importlib.import_module(module), attr))
+        except (ImportError, AttributeError):
+            names = []
+        if names:
+            return _models(*names)
+    return task.models
 
 
 def task_available(module: str) -> bool:
@@ -116,7 +132,7 @@ def run_accuracy(tasks: list[str], out_dir: Path, quick: bool, timeout_s: float,
             rows.append(dict(task=key, dataset=task.dataset, model="all", budget=f"{flag} {value}",
                              status="n/a (task not available)"))
             continue
-        for label, model_args in task.models.items():
+        for label, model_args in task_models(task).items():
             run_dir = out_dir / "accuracy" / key / label.replace("+", "_")
             cmd = [sys.executable, "-m", task.module, *model_args, flag, str(value), "--out", str(run_dir),
                    "--seed", "0", *task.extra_args]

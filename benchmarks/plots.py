@@ -39,7 +39,7 @@ def scaling_plot(rows: list[dict[str, Any]], slopes: list[dict[str, Any]], kind:
         for name in names:
             series = [r for r in rows if r["spatial_dims"] == d and r["name"] == name]
             ok = [r for r in series if r.get("status") == "ok" and r.get(value)]
-            slope = slope_of.get((name, d), {}).get("slope_time" if value == "time_ms" else "slope_gmacs")
+            slope = slope_of.get((name, d), {}).get({"time_ms": "slope_time", "gmacs": "slope_gmacs"}.get(value, ""))
             label = f"{name} (slope {slope:.2f})" if isinstance(slope, float) and slope == slope else name
             if ok:
                 (line,) = ax.plot([r["tokens"] for r in ok], [r[value] for r in ok], "o-", ms=3, label=label)

@@ -181,6 +181,7 @@ def environment(s: measure.Settings) -> dict[str, str]:
         "focalmod": f"{focalmod.__version__} (git {_git_rev()})",
         "fvcore": _version("fvcore"),
         "threads": str(torch.get_num_threads()),
+        "load average": _loadavg(),
         "precision / layout / compile": s.tag(),
         "batch size": f"{s.batch_size} (throughput, training step, memory); 1 (latency, sweeps)",
         "input": f"{s.img_size}x{s.img_size} for 2D models",
@@ -191,6 +192,14 @@ def environment(s: measure.Settings) -> dict[str, str]:
         else "peak RSS (VmHWM) of a child process per model: Python + torch runtime + weights + activations",
     }
     return env
+
+
+def _loadavg() -> str:
+    """1/5/15-minute load averages of the machine (other processes' load; Unix only)."""
+    try:
+        return " / ".join(f"{v:.2f}" for v in os.getloadavg()) + " (1 / 5 / 15 min)"
+    except (OSError, AttributeError):
+        return "unknown"
 
 
 def _version(dist: str) -> str:
@@ -291,9 +300,9 @@ def write_report(out: Path, env: dict[str, str], s: measure.Settings, plan: dict
         f"- **sweeps**: per-config time limit {plan['time_limit']:.0f} s; primitives at width 64 (heads of 32 "
         "channels; focal levels 2; gnConv order 3; windows 49 / 7x7 / 7x7x7 in 1D/2D/3D)",
         f"- **command**: `{' '.join(['python -m benchmarks.report', *plan.get('argv', [])])}`"
-        f" (total runtime {runtime_s / 60:.1f} min)",
-        "- Load from other processes on the machine is not measured; compare ratios within one report, not "
-        "absolute numbers across reports.",
+        f" (total runtime {runtime_s / 60:.1f} min; load average at the end {_loadavg()})",
+        "- Other processes share the machine (see the load averages, cores visible above); compare ratios within "
+        "one report, not absolute numbers across reports.",
         "",
         "## Models",
         "",
@@ -323,11 +332,13 @@ def write_report(out: Path, env: dict[str, str], s: measure.Settings, plan: dict
             sweep_table(sweep_rows, "primitive"),
             "",
         ]
-        if images.get("primitives"):
-            lines += [f"![primitive scaling]({images['primitives'].name})", ""]
+        for key in ("primitives", "primitive_memory"):
+            if images.get(key):
+                lines += [f"![{key.replace('_', ' ')}]({images[key].name})", ""]
         lines += ["### Whole models", "", sweep_table(sweep_rows, "model"), ""]
-        if images.get("models"):
-            lines += [f"![model scaling]({images['models'].name})", ""]
+        for key in ("models", "model_memory"):
+            if images.get(key):
+                lines += [f"![{key.replace('_', ' ')}]({images[key].name})", ""]
         lines += ["Marks: OOM = out of memory; TIMEOUT = first call (or the extrapolated time) above the limit; "
                   "SKIPPED = larger than a size that failed; ERROR = the model rejects that size.", ""]
     lines += ["## Accuracy at equal budget", ""]
@@ -413,6 +424,11 @@ def run(argv: Sequence[str] | None = None) -> Path:
         "primitives": plots.scaling_plot(sweep_rows, slope_rows, "primitive", out / "scaling_primitives.png"),
         "models": plots.scaling_plot(sweep_rows, slope_rows, "model", out / "scaling_models.png"),
     }
+    if any(r.get("peak_mem_mib") for r in sweep_rows):  # CUDA allocator stats: GPU runs only
+        for kind in ("primitive", "model"):
+            images[f"{kind}_memory"] = plots.scaling_plot(
+                sweep_rows, slope_rows, kind, out / f"scaling_{kind}s_memory.png", value="peak_mem_mib",
+                ylabel="peak allocated MiB, batch 1")
     report = write_report(out, env, s, plan, bench_rows, sweep_rows, slope_rows, acc_rows, images,
                           time.perf_counter() - start)
     print(f"report: {report} ({(time.perf_counter() - start) / 60:.1f} min)")

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmarks import measure, report, scaling
+from benchmarks import accuracy, measure, plots, report, scaling
 from benchmarks.flops import count_macs
 
 FAST = dict(batch_size=2, img_size=32, warmup=0, repeats=1)
@@ -147,3 +147,46 @@ def test_report_bad_options_exit_2(argv, message, capsys, tmp_path):
         report.main([*argv, "--out", str(tmp_path)])
     assert exc.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_plots_written_with_failure_marks(tmp_path):
+    rows = [dict(kind="model", name="m", spatial_dims=2, size=s, tokens=s * s, time_ms=0.01 * s, peak_mem_mib=s,
+                 status="ok") for s in (112, 224)]
+    rows.append(dict(kind="model", name="m", spatial_dims=2, size=448, tokens=448 * 448, status="oom"))
+    fits = scaling.slopes(rows)
+    for value in ("time_ms", "peak_mem_mib"):
+        path = plots.scaling_plot(rows, fits, "model", tmp_path / f"{value}.png", value=value)
+        assert path.stat().st_size > 1000
+    assert plots.scaling_plot(rows, fits, "primitive", tmp_path / "none.png") is None  # no such rows: no file
+    bars = [dict(model="a", source="timm", infer_samples_per_sec=3.0, infer_batch_size=2)]
+    assert plots.throughput_plot(bars, tmp_path / "bars.png").stat().st_size > 1000
+
+
+FAKE_TASK = '''
+import argparse, json, pathlib, sys
+p = argparse.ArgumentParser()
+p.add_argument("--model"); p.add_argument("--epochs", type=int); p.add_argument("--out"); p.add_argument("--seed")
+a = p.parse_args()
+if a.model == "bad":
+    sys.exit("error: --model bad is not supported")
+pathlib.Path(a.out).mkdir(parents=True, exist_ok=True)
+score = {"good": 0.5, "better": 0.75}[a.model] * a.epochs
+pathlib.Path(a.out, "metrics.json").write_text(json.dumps({"val": {"top1": score}, "epochs": a.epochs}))
+'''
+
+
+def test_accuracy_runs_task_cli_and_reads_metrics(tmp_path, monkeypatch):
+    (tmp_path / "fake_task_cli.py").write_text(FAKE_TASK)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    fake = accuracy.AccuracyTask("fake", "fake_task_cli", "fake data", accuracy._models("good", "better", "bad"),
+                                 ("--epochs", 1, 5), ("val/top1",))
+    missing = accuracy.AccuracyTask("gone", "no_such_task_module_xyz", "none", {}, ("--epochs", 1, 5), ("acc",))
+    monkeypatch.setattr(accuracy, "TASKS", {"fake": fake, "gone": missing})
+    rows = accuracy.run_accuracy(["fake", "gone"], tmp_path / "out", quick=False, timeout_s=60)
+    got = [(r["model"], r.get("score"), r["status"]) for r in rows[:2]]
+    assert got == [("good", 2.5, "ok"), ("better", 3.75, "ok")]
+    assert rows[0]["budget"] == "--epochs 5" and rows[0]["metric"] == "val/top1"
+    assert rows[2]["status"] == "error: error: --model bad is not supported"
+    assert rows[3]["model"] == "all" and rows[3]["status"] == "n/a (task not available)"
+    assert accuracy.find_metric({"test": {"acc_mean": 0.9}}, ("top1",)) == ("test/acc_mean", 0.9)
