@@ -98,8 +98,10 @@ class FocalModulation(nn.Module):
             gate = gates[:, level : level + 1]
             # In-place accumulate (mul/addcmul save their inputs, not ctx_all): no zero tensor, one pass per level.
             ctx_all = ctx * gate if level == 0 else ctx_all.addcmul_(ctx, gate)
-        spatial = tuple(range(2, 2 + self.spatial_dims))
-        ctx_global = self.act(ctx.mean(spatial, keepdim=True))
+        # Global level: mean over the channels-last view, so its backward (an expand) is channels-last as well and
+        # the conv/GELU backward passes get gradients in their own layout (no NCHW <-> NHWC reorders).
+        spatial = tuple(range(1, 1 + self.spatial_dims))
+        ctx_global = to_channels_first(self.act(to_channels_last(ctx).mean(spatial, keepdim=True)))
         ctx_all = ctx_all.addcmul_(ctx_global, gates[:, self.focal_level :])
         if self.normalize_modulator:
             ctx_all = ctx_all.div_(self.focal_level + 1)
