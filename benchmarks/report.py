@@ -81,9 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--channels-last", action="store_true", help="channels-last memory format for model and input")
     p.add_argument("--compile", action="store_true", help="torch.compile each model (not used for the GMAC count)")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
-    p.add_argument("--warmup", type=int, default=None, help="untimed calls before timing (default 5, quick 1)")
+    p.add_argument("--warmup", type=int, default=None, help="untimed calls before timing (default 3, quick 1)")
     p.add_argument("--repeats", type=int, default=None,
-                   help="timed calls; the median is reported (default 20, quick 3)")
+                   help="timed calls; the median is reported (default 10, quick 3)")
     p.add_argument("--timer", choices=["wall", "cpu"], default="wall",
                    help="wall clock (default), or process CPU time (CPU only: ignores time descheduled by other "
                         "processes on a shared machine; use with --threads 1)")
@@ -125,8 +125,8 @@ def resolve_args(args: argparse.Namespace) -> tuple[measure.Settings, dict[str, 
         s = measure.Settings(
             device=device, dtype=dtype, amp=args.amp, channels_last=args.channels_last, compile=args.compile,
             threads=args.threads, batch_size=batch, img_size=args.img_size,
-            warmup=args.warmup if args.warmup is not None else (1 if q else 5),
-            repeats=args.repeats if args.repeats is not None else (3 if q else 20),
+            warmup=args.warmup if args.warmup is not None else (1 if q else 3),
+            repeats=args.repeats if args.repeats is not None else (3 if q else 10),
             train=not args.no_train, memory=not args.no_memory, timer=args.timer,
         )
     except ValueError as err:

@@ -180,12 +180,13 @@ def run_series(series: Series, s: Settings, time_limit: float) -> list[dict[str,
             row["peak_mem_mib"] = round(mem["peak_mem_mib"], 1)
         done.append((tokens, t))
         if series.count_macs and t < time_limit / 4:
-            try:
-                same = s.device == "cpu" and s.param_dtype == torch.float32 and not s.compile
-                cpu_module = module if same else series.make(size)[0]
-                row["gmacs"] = round(count_macs(cpu_module, torch.zeros(1, *input_size)).gmacs, 6)
+            try:  # traced where the module lives (a CPU copy would be slow for GPU-sized inputs)
+                plain = getattr(module, "_orig_mod", module)  # under torch.compile: the original module
+                example = torch.zeros(1, *input_size, device=s.torch_device, dtype=s.param_dtype)
+                row["gmacs"] = round(count_macs(plain, example).gmacs, 6)
             except Exception:  # noqa: BLE001 - GMACs are optional in the sweep
-                pass
+                if s.is_cuda:
+                    torch.cuda.empty_cache()
     return series.rows
 
 
