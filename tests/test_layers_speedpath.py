@@ -101,3 +101,53 @@ def test_projection_slices_are_contiguous_and_keep_the_f_key():
     q.sum().backward()
     grad = module.f.weight.grad
     assert grad[:8].abs().sum() > 0 and grad[8:].abs().sum() == 0
+
+
+def _force_plain(module: torch.nn.Module):
+    """A no-op forward hook on a submodule makes the layer take the plain PyTorch path."""
+    return module.register_forward_hook(lambda m, i, o: None)
+
+
+@pytest.mark.parametrize("spatial_dims,shape", [(1, (2, 16, 19)), (2, (2, 16, 7, 9))])
+def test_training_path_gradients_equal_plain(spatial_dims, shape):
+    block = FocalNetBlock(16, spatial_dims, focal_level=2, layerscale_value=0.5)
+    _randomize(block)
+    x = torch.randn(shape)
+    grads = []
+    for plain in (False, True):
+        handles = [_force_plain(block.modulation.h), _force_plain(block.mlp.fc2)] if plain else []
+        xi = x.clone().requires_grad_()
+        with torch.no_grad():
+            assert fm.cpu_path(xi, block.mlp.fc1.weight, block.mlp) == (fm.PLAIN if plain else fm.FUSED)
+        assert fm.cpu_path(xi, block.mlp.fc1.weight, block.mlp) == (fm.PLAIN if plain else fm.DNNL)
+        out = block(xi)
+        out.square().sum().backward()
+        grads.append([xi.grad] + [p.grad.clone() for p in block.parameters()])
+        block.zero_grad(set_to_none=True)
+        for h in handles:
+            h.remove()
+    for fast, plain in zip(*grads):
+        torch.testing.assert_close(fast, plain, rtol=1e-5, atol=1e-5)
+
+
+def test_hooks_on_inner_linears_still_fire_in_inference():
+    module = FocalModulation(8, 2).eval()
+    seen = []
+    handle = module.h.register_forward_hook(lambda m, i, o: seen.append(o.shape))
+    with torch.inference_mode():
+        module(torch.randn(1, 8, 5, 5))
+    handle.remove()
+    assert seen == [(1, 5, 5, 8)]
+
+
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
+def test_autocast_tracing_and_other_dtypes_take_the_plain_path():
+    module = FocalModulation(8, 2)
+    x = torch.randn(1, 8, 4, 4)
+    with torch.no_grad():
+        assert fm.cpu_path(x, module.f.weight, module) == fm.FUSED
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert fm.cpu_path(x, module.f.weight, module) == fm.PLAIN
+            assert module(x).dtype == torch.bfloat16
+        graph = torch.jit.trace(module, x).inlined_graph
+    assert "mkldnn" not in str(graph) and "aten::linear" in str(graph)

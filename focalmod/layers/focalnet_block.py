@@ -6,7 +6,7 @@ from timm.layers import DropPath, LayerScale, Mlp
 from torch import nn
 
 from ._nd import check_channels_first, to_channels_first, to_channels_last
-from .focal_modulation import FocalModulation, linear, linear_gelu, use_fused_cpu_path
+from .focal_modulation import FUSED, PLAIN, FocalModulation, cpu_path, linear, linear_gelu
 
 
 class FocalNetBlock(nn.Module):
@@ -73,8 +73,14 @@ class FocalNetBlock(nn.Module):
         return x + self.drop_path2(self.ls2(self._mlp(self.norm2(x))))
 
     def _mlp(self, x: torch.Tensor) -> torch.Tensor:
-        """timm `Mlp`; in fp32 CPU inference fc1 + GELU run as one oneDNN op (same numbers, one pass fewer)."""
+        """timm `Mlp` (fc1, GELU, fc2, dropouts); on the CPU fast paths its linears run through oneDNN, and in
+        inference fc1 + GELU is one op (see `focal_modulation.cpu_path`)."""
         mlp = self.mlp
-        if torch.jit.is_scripting() or self.training or not use_fused_cpu_path(x, mlp.fc1.weight):
+        path = PLAIN if torch.jit.is_scripting() else cpu_path(x, mlp.fc1.weight, mlp)
+        if path == PLAIN:
             return mlp(x)
-        return linear(linear_gelu(x, mlp.fc1), mlp.fc2, True)
+        if path == FUSED and not self.training:
+            hidden = linear_gelu(x, mlp.fc1)
+        else:
+            hidden = mlp.drop1(mlp.act(linear(x, mlp.fc1, path)))
+        return mlp.drop2(linear(mlp.norm(hidden), mlp.fc2, path))
