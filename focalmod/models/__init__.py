@@ -1,7 +1,10 @@
 """Networks composed from `focalmod.layers` and the model registry."""
-from . import focalnet_variants, hornet_variants  # noqa: F401  (registers the FocalNet and HorNet names)
+from . import focal_unet_variants, focalnet_variants, hornet_variants  # noqa: F401  (register the model names)
 from ._registry import ModelSpec, create_model, get_spec, list_models, register_spec
 from .baselines import build_baseline  # noqa: F401  (ours by name, anything else from timm, e.g. VOLO)
+from .focal_unet import FocalUNet
 from .focalnet import FocalNet, FocalNetStage
 
-__all__ = ["FocalNet", "FocalNetStage", "ModelSpec", "create_model", "get_spec", "list_models", "register_spec"]
+__all__ = [
+    "FocalNet", "FocalNetStage", "FocalUNet", "ModelSpec", "create_model", "get_spec", "list_models", "register_spec"
+]
