@@ -107,16 +107,17 @@ def test_encoder_is_focalmod_focalnet():
         torch.testing.assert_close(a, b)
 
 
-def test_paper_variant_loads_imagenet_focalnet_keys():
-    """The registered paper model's encoder takes `focalnet_tiny_lrf` weights with no missing/unexpected keys."""
+def test_paper_variant_takes_imagenet_focalnet_weights():
+    """The registered paper model's encoder loads `focalnet_tiny_lrf` (ImageNet) weights strictly."""
     import focalmod
-    from focalmod.models import focal_unet_variants  # noqa: F401  (registers the Focal-UNet names)
 
     net = focalmod.create_model("focal_unet_tiny_lrf", num_classes=4)
     assert net.out_channels == 4 and net.decoder_type == "focal" and net.patch_size == 4
     backbone = focalmod.create_model("focalnet_tiny_lrf", num_classes=0)
     result = net.encoder.load_state_dict(backbone.state_dict(), strict=True)
     assert not result.missing_keys and not result.unexpected_keys
+    torch.testing.assert_close(net.encoder.stem.proj.weight, backbone.stem.proj.weight)
+    assert "focal_unet_3d" in focalmod.list_models("focal_unet*")
 
 
 def test_gnconv_mixer_hook():

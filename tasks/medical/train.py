@@ -103,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--drop-path", type=float, default=0.0, help="FocalUNet encoder stochastic depth")
     m.add_argument("--mixer", default="focal", help="FocalUNet token mixer: focal or gnconv (focalmod.models.mixers)")
     o = p.add_argument_group("optimisation")
-    o.add_argument("--max-steps", type=int, default=300, help="optimiser steps (the budget shared by --compare)")
+    o.add_argument("--max-steps", type=int, default=200, help="optimiser steps (the budget shared by --compare)")
     o.add_argument("--batch-size", type=int, default=2, help="volumes per batch (x --num-samples crops)")
     o.add_argument("--lr", type=float, default=1e-3, help="AdamW peak learning rate")
     o.add_argument("--weight-decay", type=float, default=1e-5, help="AdamW weight decay")
@@ -324,6 +324,7 @@ def main(argv: Sequence[str] | None = None) -> Any:
     warnings.filterwarnings("ignore", message=r".*is all 0, this may result in nan/inf distance")
     warnings.filterwarnings("ignore", message=r".*always_return_as_numpy")
     warnings.filterwarnings("ignore", message=r".*axcodes .* length is smaller than")
+    warnings.filterwarnings("ignore", message=r".*smaller than the logging interval")
     parser = build_parser()
     args = parse_with_config(parser, argv)
     if args.resume is not None and args.config is None:
