@@ -1,0 +1,45 @@
+"""Smoke test of the ours-vs-timm speed benchmark (one tiny configuration, one repeat) and its timing helper."""
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from benchmarks._timing import environment, interleave, median
+from benchmarks.focalnet_vs_timm import main
+from tasks.common import run_main
+
+
+def test_interleave_alternates_order_and_drops_warmup():
+    calls = []
+    times = interleave({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, repeats=3, warmup=1)
+    assert calls == ["a", "b", "b", "a", "a", "b", "b", "a"]
+    assert [len(v) for v in times.values()] == [3, 3] and all(t >= 0 for v in times.values() for t in v)
+    assert median([3.0, 1.0, 2.0]) == 2.0
+    with pytest.raises(ValueError, match="timer must be one of"):
+        interleave({"a": lambda: None}, timer="gpu")
+    env = environment()
+    assert {"cpu", "torch", "timm", "torch_threads"} <= set(env)
+
+
+def test_benchmark_smoke(tmp_path, capsys):
+    out = tmp_path / "bench"
+    args = ["--models", "tiny_srf", "--img-size", "32", "--repeats", "1", "--warmup", "0", "--threads", "2"]
+    rows = main([*args, "--modes", "infer_b1,train", "--train-batch", "2", "--layouts", "nchw", "--out", str(out)])
+    assert [(r.mode, r.batch) for r in rows] == [("infer_b1", 1), ("train", 2)]
+    with (out / "results.csv").open() as fh:
+        table = list(csv.DictReader(fh))
+    assert len(table) == 2 and all(float(r["ratio"]) > 0 for r in table)
+    report = (out / "results.md").read_text()
+    assert "| tiny_srf | train | 2 | nchw | off |" in report and "timm:" in report
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert float(metrics["environment"]["max_abs_logit_diff"].split()[-1]) < 1e-4
+    assert "ratio" in capsys.readouterr().out
+
+
+def test_benchmark_bad_option_is_one_clear_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(main, ["--layouts", "nhwc", "--out", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert "--layouts: unknown value(s) ['nhwc']" in capsys.readouterr().err
