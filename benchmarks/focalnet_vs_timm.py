@@ -10,6 +10,7 @@ processes hits both alike, and reports medians and the ratio ours/timm of throug
 timm's weights are loaded into ours, and the logits are compared before timing. Writes `results.csv`,
 `results.md`, `config.yaml` and `metrics.json` to `runs/bench/<timestamp>/` (or `--out`).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,22 +56,38 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m benchmarks.focalnet_vs_timm",
         description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--models", default=",".join(DEFAULT_MODELS), help="comma-separated variants (no 'focalnet_')")
-    p.add_argument("--batch", type=int, default=8, help="inference batch size (batch 1 is timmed as well)")
+    p.add_argument(
+        "--models",
+        default=",".join(DEFAULT_MODELS),
+        help="comma-separated variants without 'focalnet_' (default: tiny_srf,small_srf,base_srf)",
+    )
+    p.add_argument("--batch", type=int, default=8, help="inference batch size; batch 1 is timed too (default 8)")
     p.add_argument("--train-batch", type=int, default=None, help="training-step batch size (default: --batch)")
-    p.add_argument("--img-size", type=int, default=224, help="square input side")
+    p.add_argument("--img-size", type=int, default=224, help="square input side (default 224)")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's current)")
-    p.add_argument("--layouts", default="nchw,channels_last", help=f"comma-separated, of {list(LAYOUTS)}")
-    p.add_argument("--modes", default=",".join(MODES), help=f"comma-separated, of {list(MODES)}")
+    p.add_argument(
+        "--layouts",
+        default="nchw,channels_last",
+        help="comma-separated input/model memory layouts: nchw, channels_last (default: both)",
+    )
+    p.add_argument(
+        "--modes", default=",".join(MODES), help="comma-separated: infer (at --batch), infer_b1, train (default: all)"
+    )
     p.add_argument("--compile", action="store_true", help="also time torch.compile'd models (slow to compile)")
     p.add_argument("--quick", action="store_true", help="fewer repeats (3, warm-up 1) for a fast look")
     p.add_argument("--repeats", type=int, default=None, help="timed calls per model and mode (default 7, quick 3)")
     p.add_argument("--warmup", type=int, default=None, help="untimed calls first (default 2, quick 1)")
-    p.add_argument("--timer", choices=sorted(TIMERS), default="wall", help="wall clock or process CPU time")
-    p.add_argument("--dtype", choices=sorted(DTYPES), default="float32", help="parameter and input dtype")
-    p.add_argument("--seed", type=int, default=0, help="seed for the shared weights and inputs")
+    p.add_argument(
+        "--timer",
+        choices=sorted(TIMERS),
+        default="wall",
+        help="wall clock (default) or process CPU time (robust to preemption on a shared CPU)",
+    )
+    p.add_argument(
+        "--dtype", choices=sorted(DTYPES), default="float32", help="parameter and input dtype (default float32)"
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed for the shared weights and inputs (default 0)")
     p.add_argument("--out", type=Path, default=None, help="run directory (default: runs/bench/<timestamp>)")
     return p
 
@@ -269,8 +286,9 @@ def main(argv: Sequence[str] | None = None) -> list[Row]:
     write_csv(run_dir / "results.csv", rows)
     table = markdown(rows, header)
     (run_dir / "results.md").write_text(table, encoding="utf-8")
-    ratios = {f"{r.model}/{r.mode}/b{r.batch}/{r.layout}/{'compiled' if r.compiled else 'eager'}": r.ratio
-              for r in rows}
+    ratios = {
+        f"{r.model}/{r.mode}/b{r.batch}/{r.layout}/{'compiled' if r.compiled else 'eager'}": r.ratio for r in rows
+    }
     write_metrics(run_dir, {"environment": header, "ratios": ratios, "rows": [asdict(r) for r in rows]})
     print("\n" + table)
     worst = min(rows, key=lambda r: r.ratio)
