@@ -8,16 +8,28 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import NullFormatter  # noqa: E402
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
+from PIL import Image  # noqa: E402
 
 DPI = 72
 _DIM_NAMES = {1: "1D (sequence length)", 2: "2D (side²)", 3: "3D (side³)"}
 
 
+def _short(v: float) -> str:
+    """Tick label: 500, 2k, 50k, 1M."""
+    if v >= 1e6:
+        return f"{v / 1e6:g}M"
+    return f"{v / 1e3:g}k" if v >= 1e4 else f"{v:g}"
+
+
 def _save(fig: Any, path: Path) -> Path:
+    """Save as a 64-colour palette PNG (a quarter of the RGBA size: these files are committed)."""
     fig.tight_layout()
-    fig.savefig(path, dpi=DPI, pil_kwargs={"optimize": True})
+    fig.savefig(path, dpi=DPI)
     plt.close(fig)
+    with Image.open(path) as im:
+        small = im.convert("RGB").quantize(colors=64, method=Image.Quantize.MEDIANCUT)
+    small.save(path, optimize=True)
     return path
 
 
@@ -48,7 +60,10 @@ def scaling_plot(rows: list[dict[str, Any]], slopes: list[dict[str, Any]], kind:
                 ax.plot([r["tokens"] for r in failed], [ok[-1][value]] * len(failed), "x", color="red", ms=7)
         ax.set_xscale("log")
         ax.set_yscale("log")
-        ax.xaxis.set_minor_formatter(NullFormatter())
+        for axis in (ax.xaxis, ax.yaxis):  # ticks at 1-2-5 of each decade, plain numbers
+            axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+            axis.set_major_formatter(FuncFormatter(lambda v, _: _short(v)))
+            axis.set_minor_formatter(NullFormatter())
         ax.set_xlabel(f"{'tokens' if kind == 'primitive' else 'input positions'} — {_DIM_NAMES.get(d, d)}")
         ax.set_ylabel(ylabel)
         ax.grid(True, which="major", alpha=0.3)

@@ -54,7 +54,7 @@ QUICK_SWEEP = (
     {1: [196, 784, 3136], 2: [14, 28, 56], 3: [7, 14, 28]},
     {2: ["focalmod_focalnet_tiny_srf", "vit_small_patch16_224"], 1: ["focalmod_focalnet1d_tiny"],
      3: ["focalmod_focalnet3d_tiny"]},
-    {2: [112, 160, 224], 1: [256, 1024], 3: [32, 48]},
+    {2: [112, 224, 320], 1: [512, 2048, 8192], 3: [32, 64, 96]},
 )
 
 
