@@ -1,0 +1,128 @@
+"""LightningModule for spectrogram classification: feature-domain augmentation, mixup, AdamW + warmup/cosine.
+
+Augmentation runs on batches of cached log features (so caching stays valid): random gain (exact in the log
+domain), random circular time shift, then standardisation, SpecAugment frequency/time masks (torchaudio) and
+mixup (timm).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+import torchaudio
+from timm.data import Mixup
+from timm.loss import SoftTargetCrossEntropy
+from torch import nn
+
+from .features import apply_gain
+
+__all__ = ["AudioClassifierModule", "TrainConfig"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimiser and augmentation settings (the CLI's training options)."""
+
+    epochs: int = 30
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    warmup_epochs: float = 1.0
+    label_smoothing: float = 0.1
+    mixup: float = 0.0
+    freq_mask: int = 0
+    time_mask: int = 0
+    num_masks: int = 2
+    gain_db: float = 0.0
+    time_shift: float = 0.0
+
+
+class AudioClassifierModule(pl.LightningModule):
+    """Trains `model` (`(B, F, T)` features -> logits); `mean`/`std` standardise the features (training-set stats)."""
+
+    def __init__(
+        self, model: nn.Module, num_classes: int, feature_kind: str, mean: float, std: float, config: TrainConfig
+    ) -> None:
+        super().__init__()
+        self.model, self.num_classes, self.feature_kind, self.cfg = model, num_classes, feature_kind, config
+        self.register_buffer("mean", torch.tensor(float(mean)))
+        self.register_buffer("std", torch.tensor(float(std)))
+        self.freq_masking = torchaudio.transforms.FrequencyMasking(config.freq_mask, iid_masks=True)
+        self.time_masking = torchaudio.transforms.TimeMasking(config.time_mask, iid_masks=True)
+        self.mixup = (
+            Mixup(mixup_alpha=config.mixup, cutmix_alpha=0.0, label_smoothing=config.label_smoothing,
+                  num_classes=num_classes)
+            if config.mixup > 0
+            else None
+        )
+        self.soft_ce = SoftTargetCrossEntropy()
+
+    def normalize(self, features: torch.Tensor) -> torch.Tensor:
+        return (features - self.mean) / self.std
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """Logits for raw (unstandardised) log features `(B, F, T)`."""
+        return self.model(self.normalize(features))
+
+    def augment(self, x: torch.Tensor) -> torch.Tensor:
+        """Gain and time shift on the log features, standardise, then SpecAugment masks (mask value 0 = mean)."""
+        cfg, b = self.cfg, x.shape[0]
+        if cfg.gain_db > 0:
+            x = apply_gain(x, torch.empty(b, device=x.device).uniform_(-cfg.gain_db, cfg.gain_db), self.feature_kind)
+        if cfg.time_shift > 0:
+            frames = x.shape[-1]
+            limit = max(int(cfg.time_shift * frames), 1)
+            shift = torch.randint(-limit, limit + 1, (b, 1, 1), device=x.device)
+            index = (torch.arange(frames, device=x.device).view(1, 1, -1) - shift) % frames
+            x = x.gather(-1, index.expand_as(x))
+        x = self.normalize(x).unsqueeze(1)  # (B, 1, F, T) for torchaudio's per-example masks
+        for _ in range(cfg.num_masks):
+            if cfg.freq_mask > 0:
+                x = self.freq_masking(x)
+            if cfg.time_mask > 0:
+                x = self.time_masking(x)
+        return x.squeeze(1)
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        features, labels = batch
+        x = self.augment(features)
+        if self.mixup is not None and len(x) % 2 == 0:
+            x, soft = self.mixup(x.contiguous(), labels)
+            logits = self.model(x)
+            loss = self.soft_ce(logits, soft)
+        else:
+            logits = self.model(x)
+            loss = F.cross_entropy(logits, labels, label_smoothing=self.cfg.label_smoothing)
+        acc = (logits.argmax(1) == labels).float().mean()
+        self.log("train/loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=len(labels))
+        self.log("train/acc", acc, on_step=False, on_epoch=True, batch_size=len(labels))
+        return loss
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        features, labels = batch
+        logits = self(features)
+        self.log("val/loss", F.cross_entropy(logits, labels), sync_dist=True, batch_size=len(labels))
+        acc = (logits.argmax(1) == labels).float().mean()
+        self.log("val/acc", acc, prog_bar=True, sync_dist=True, batch_size=len(labels))
+
+    def configure_optimizers(self):
+        decay, no_decay = [], []
+        for name, p in self.model.named_parameters():
+            if p.requires_grad:
+                (no_decay if p.ndim <= 1 or name.endswith(".bias") else decay).append(p)
+        optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": self.cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=self.cfg.lr,
+        )
+        total = max(int(self.trainer.estimated_stepping_batches), 1)
+        warmup = min(int(total * self.cfg.warmup_epochs / max(self.cfg.epochs, 1)), total - 1)
+
+        def factor(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / (warmup + 1)
+            return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(total - warmup, 1)))
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
