@@ -96,7 +96,12 @@ class FocalModulation(nn.Module):
 
         ctx_all = ctx  # placeholder for TorchScript; overwritten at level 0
         for level, focal_layer in enumerate(self.focal_layers):
-            ctx = dwconv_gelu(ctx, focal_layer[0]) if path == FUSED else focal_layer(ctx)
+            if path == FUSED:
+                ctx = dwconv_gelu(ctx, focal_layer[0])
+            elif path == DNNL and self.spatial_dims == 1:
+                ctx = focal_layer[1](conv1d_as_2d(ctx, focal_layer[0]))
+            else:
+                ctx = focal_layer(ctx)
             gate = gates[:, level : level + 1]
             # In-place accumulate (mul/addcmul save their inputs, not ctx_all): no zero tensor, one pass per level.
             ctx_all = ctx * gate if level == 0 else ctx_all.addcmul_(ctx, gate)
@@ -232,6 +237,14 @@ class _DnnlLinear(torch.autograd.Function):
 def linear_gelu(x: torch.Tensor, layer: nn.Linear) -> torch.Tensor:
     """GELU(layer(x)) in one oneDNN call (exact-erf GELU post-op); FUSED path only (no backward)."""
     return _dnnl_linear(x, layer.weight, layer.bias, "gelu")
+
+
+def conv1d_as_2d(x: torch.Tensor, conv: nn.Module) -> torch.Tensor:
+    """A stride-1 `nn.Conv1d` run as a 2D conv on `(B, C, 1, L)`: oneDNN's channels-last 2D depthwise kernel is ~5x
+    faster (forward and backward) on channels-last-strided inputs than the 1D path (measured, 1 thread)."""
+    pad = [0, *conv.padding]
+    out = F.conv2d(x.unsqueeze(2), conv.weight.unsqueeze(2), conv.bias, 1, pad, 1, conv.groups)
+    return out.squeeze(2)
 
 
 def dwconv_gelu(x: torch.Tensor, conv: nn.Module) -> torch.Tensor:
