@@ -2,6 +2,7 @@
 DDP metric reduction, and one clear error per kind of bad input."""
 from __future__ import annotations
 
+import copy
 import json
 import os
 import subprocess
@@ -11,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from PIL import Image
 
 from tasks.common import TaskError
@@ -55,6 +57,10 @@ def test_train_writes_run_dir_and_metrics(trained):
     assert on_disk["epochs"] == 1 and on_disk["model"] == "focalnet_digits" and on_disk["train_seconds"] > 0
     assert (run / "config.yaml").is_file() and (run / "checkpoints" / "last.ckpt").is_file()
     assert list((run / "logs").glob("metrics.csv")) and list((run / "logs").glob("events.out.tfevents*"))
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert config["model"] == "focalnet_digits" and config["input_size"] == 16 and config["epochs"] == 1
+    assert not {"out", "resume", "config"} & set(config), "config.yaml must seed a new run, not point at this one"
+    assert on_disk["val_images"] == 12 and on_disk["train_images"] == 12 and on_disk["train_images_per_sec"] > 0
 
 
 def test_eval_reproduces_the_final_validation(trained, tmp_path):
@@ -75,33 +81,53 @@ def test_eval_rejects_a_checkpoint_for_another_class_count(trained, tmp_path):
                             "--out", str(tmp_path / "e")])
 
 
-def test_resume_after_a_crash_continues_the_same_schedule(tmp_path, monkeypatch):
+def test_crash_while_saving_keeps_last_ckpt_and_resume_restores_the_state(tmp_path, monkeypatch):
+    """Run 2 epochs, crash inside the atomic write of epoch 2's last.ckpt; epoch 1's file must survive intact and
+    `--resume` must restore its optimiser, scheduler and step state, then finish the same LR schedule."""
     data = write_folder(tmp_path / "data")
     run = tmp_path / "run"
-    argv = ["--data", str(data), "--out", str(run), *FAST, "--epochs", "2"]
+    real_replace, saves = os.replace, []
 
-    from tasks.common.callbacks import EpochPrinter
+    def crash_on_second_last_ckpt(src, dst, *args, **kwargs):
+        if str(dst).endswith("last.ckpt"):
+            saves.append(dst)
+            if len(saves) == 2:
+                raise OSError("simulated crash while writing the checkpoint")
+        return real_replace(src, dst, *args, **kwargs)
 
-    original = EpochPrinter.on_train_batch_end
-
-    def crash_in_second_epoch(self, trainer, pl_module, outputs, batch, batch_idx):
-        original(self, trainer, pl_module, outputs, batch, batch_idx)
-        if trainer.current_epoch == 1 and batch_idx == 1:  # mid-way through epoch 2 of 2
-            raise RuntimeError("simulated crash")
-
-    monkeypatch.setattr(EpochPrinter, "on_train_batch_end", crash_in_second_epoch)
-    with pytest.raises(RuntimeError, match="simulated crash"):
-        imagenet_train.main(argv)
+    monkeypatch.setattr(os, "replace", crash_on_second_last_ckpt)
+    with pytest.raises(OSError, match="simulated crash"):
+        imagenet_train.main(["--data", str(data), "--out", str(run), *FAST, "--epochs", "2"])
     monkeypatch.undo()
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"], "no temp files"
     first = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     steps = first["global_step"]
     assert first["epoch"] == 0 and steps == 3  # 12 images / batch 4
 
+    restored = {}
+    from tasks.imagenet.module import ClassificationModule
+
+    def capture(self):  # deep copies: training updates the optimiser's tensors in place
+        restored.update(step=self.trainer.global_step, optimizer=copy.deepcopy(self.trainer.optimizers[0].state_dict()),
+                        scheduler=copy.deepcopy(self.trainer.lr_scheduler_configs[0].scheduler.state_dict()))
+
+    monkeypatch.setattr(ClassificationModule, "on_train_start", capture, raising=False)
     metrics = imagenet_train.main(["--resume", str(run), "--no-progress"])
+    assert restored["step"] == steps
+    assert restored["scheduler"]["last_epoch"] == first["lr_schedulers"][0]["last_epoch"] == steps
+    saved_state, live_state = first["optimizer_states"][0]["state"], restored["optimizer"]["state"]
+    assert saved_state.keys() == live_state.keys()
+    for key in saved_state:
+        for name in ("step", "exp_avg", "exp_avg_sq"):
+            assert torch.equal(saved_state[key][name], live_state[key][name]), (key, name)
+
     final = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     assert metrics["epochs"] == 2 and final["global_step"] == 2 * steps
+    assert metrics["resumed_from"].endswith("last.ckpt")
     assert final["lr_schedulers"][0]["last_epoch"] == 2 * steps, "the LR schedule must continue, not restart"
-    assert final["optimizer_states"][0]["state"][0]["step"] == 2 * steps
+    epochs_logged = {row.split(",")[0] for row in (run / "logs" / "metrics.csv").read_text().splitlines()[1:]}
+    assert {"0", "1"} <= epochs_logged, "the CSV log must keep the epochs from before the crash"
+    assert not list((run / "logs").glob("metrics.part*.csv"))
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from timm.data import ImageDataset, create_transform
 from torch.utils.data import DataLoader
 
@@ -102,13 +103,22 @@ class ImageFolderDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         self.train_set = checked_dataset(self.folders.train_dir, "--data (train)", train_transform(self.pre, self.aug))
         self.val_set = checked_dataset(self.folders.val_dir, "--data (val)", eval_transform(self.pre))
-
-    def _loader(self, dataset: ImageDataset, train: bool) -> DataLoader:
-        return DataLoader(dataset, batch_size=self.batch_size, shuffle=train, drop_last=train,
-                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+        world = self.trainer.world_size if self.trainer is not None else 1
+        if len(self.train_set) < self.batch_size * world:  # drop_last would leave no batch at all
+            raise TaskError(f"--batch-size {self.batch_size} x {world} process(es) is larger than the "
+                            f"{len(self.train_set)} training images in {self.folders.train_dir}")
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, True)
+        # drop_last as in the official recipe (and Mixup's batch mode needs equal, even batches).
+        return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True, drop_last=True,
+                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, False)
+        # Under DDP each image is evaluated by exactly one process (Lightning's default sampler pads the last
+        # ranks with repeated images), so the reduced top-1 is the accuracy over the whole val folder.
+        sampler = None
+        if self.trainer is not None and self.trainer.world_size > 1:
+            sampler = UnrepeatedDistributedSampler(self.val_set, num_replicas=self.trainer.world_size,
+                                                   rank=self.trainer.global_rank, shuffle=False)
+        return DataLoader(self.val_set, batch_size=self.batch_size, sampler=sampler,
+                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0)

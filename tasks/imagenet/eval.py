@@ -1,6 +1,7 @@
 """Evaluate a classifier checkpoint on a folder-per-class validation set with the official evaluation transform
 (resize to size / crop_pct, center crop, bicubic, ImageNet mean/std).
 
+    python -m tasks.imagenet.eval                          # best.ckpt of the latest digits run, on the digits val split
     python -m tasks.imagenet.eval --checkpoint runs/imagenet/<run>/checkpoints/best.ckpt     # digits val split
     python -m tasks.imagenet.eval --checkpoint focalnet_tiny_srf.pth --model focalnet_tiny_srf --data /data/imagenet
 
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
+import yaml
 from torch.utils.data import DataLoader
 
 from focalmod.checkpoints import CheckpointError, load_checkpoint, read_checkpoint
@@ -33,7 +35,8 @@ TASK = "imagenet-eval"
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m tasks.imagenet.eval", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", type=Path, required=True, help="a tasks.imagenet.train .ckpt or model weights")
+    p.add_argument("--checkpoint", type=Path, help="a tasks.imagenet.train .ckpt or model weights (default, "
+                   "without --data: best.ckpt of the newest digits run under runs/imagenet/)")
     p.add_argument("--model", help="model name (default: the one stored in a tasks.imagenet.train checkpoint)")
     p.add_argument("--data", type=Path, help="a root holding val/<class>/*, or the val folder itself "
                    "(default: the digits val split)")
@@ -41,8 +44,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--crop-pct", type=float, help="center-crop fraction (default: the model's / the training run's)")
     p.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
     p.add_argument("--num-workers", type=int, default=0, help="DataLoader workers")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--out", type=Path, help=f"run directory (default: runs/{TASK}/<timestamp>)")
     return p
+
+
+def latest_digits_checkpoint(runs: Path = Path("runs") / "imagenet") -> Path:
+    """best.ckpt (else last.ckpt) of the newest `tasks.imagenet.train` run on the embedded digits set."""
+    found = []
+    for config in runs.glob("*/config.yaml"):
+        try:
+            data = yaml.safe_load(config.read_text()).get("data")
+        except (yaml.YAMLError, AttributeError):
+            continue
+        ckpts = [config.parent / "checkpoints" / n for n in ("best.ckpt", "last.ckpt")]
+        ckpt = next((c for c in ckpts if c.is_file()), None)
+        if data is None and ckpt is not None:
+            found.append(ckpt)
+    if not found:
+        raise TaskError(f"--checkpoint not given and no digits run with a checkpoint under {runs}/; "
+                        "train one with `python -m tasks.imagenet.train` or pass --checkpoint")
+    return max(found, key=lambda c: c.stat().st_mtime)
 
 
 def _training_run(raw: Any) -> dict[str, Any]:
@@ -54,6 +76,13 @@ def _training_run(raw: Any) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = build_parser().parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.checkpoint is None:
+        if args.data is not None:
+            raise TaskError("--checkpoint is required with --data")
+        args.checkpoint = latest_digits_checkpoint()
+        print(f"checkpoint: {args.checkpoint} (newest digits run)")
     if not args.checkpoint.exists():
         raise TaskError(f"--checkpoint: file not found: {args.checkpoint}")
     try:
@@ -61,6 +90,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     except CheckpointError as err:
         raise TaskError(f"--checkpoint: {err}") from None
     name = args.model or hparams.get("model")
+    if args.model and hparams.get("model") and args.model != hparams["model"]:
+        raise TaskError(f"--model {args.model}: {args.checkpoint} was trained as {hparams['model']}; "
+                        "leave --model out for tasks.imagenet.train checkpoints")
     if name is None:
         raise TaskError(f"--model is required: {args.checkpoint} holds plain weights without a model name")
 

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from timm.data import Mixup
 from timm.loss import SoftTargetCrossEntropy
+from torchmetrics import MeanMetric, SumMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from ..common.optim import adamw_without_1d_decay, cosine_warmup_scheduler, scaled_lr
@@ -32,6 +33,9 @@ class ClassificationModule(pl.LightningModule):
         self.soft_ce = SoftTargetCrossEntropy()
         self.val_top1 = MulticlassAccuracy(num_classes, top_k=1, average="micro")
         self.val_top5 = MulticlassAccuracy(num_classes, top_k=min(5, num_classes), average="micro")
+        self.peak_lr: float | None = None  # set by configure_optimizers (base_lr x total batch / 512)
+        self.val_loss = MeanMetric()
+        self.val_images = SumMetric()  # images validated by all processes together (checks the DDP reduction)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -51,15 +55,19 @@ class ClassificationModule(pl.LightningModule):
         logits = self(x)
         self.val_top1.update(logits, y)
         self.val_top5.update(logits, y)
-        self.log("val/loss", F.cross_entropy(logits, y), sync_dist=True, batch_size=len(x))
+        self.val_loss.update(F.cross_entropy(logits, y), weight=len(x))
+        self.val_images.update(len(x))
+        # torchmetrics objects: Lightning calls compute() at epoch end, which sums their states over processes.
+        self.log("val/loss", self.val_loss, batch_size=len(x))
         self.log("val/top1", self.val_top1, prog_bar=True, batch_size=len(x))
         self.log("val/top5", self.val_top5, batch_size=len(x))
+        self.log("val/images", self.val_images, batch_size=len(x))
 
     def configure_optimizers(self):
         o = self.optim
         world = self.trainer.world_size
         total_batch = o["batch_size"] * world * self.trainer.accumulate_grad_batches
-        lr = scaled_lr(o["base_lr"], total_batch)
+        lr = self.peak_lr = scaled_lr(o["base_lr"], total_batch)
         optimizer = adamw_without_1d_decay(self.model, lr, o["weight_decay"])
         total = int(self.trainer.estimated_stepping_batches)
         steps_per_epoch = max(total // max(self.trainer.max_epochs, 1), 1)

@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import yaml
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 
 from ..common import (
+    TaskError,
     add_common_args,
     build_trainer,
     parse_with_config,
@@ -28,6 +30,7 @@ from ..common import (
     write_metrics,
 )
 from ..common.callbacks import EpochPrinter
+from ..common.csvlog import merge_csv_logs, set_aside_csv_log
 from ..common.launch import is_rank_zero, release_run_dir, shared_run_dir
 from .data import Augment, FolderData, ImageFolderDataModule, Preprocess
 from .digits import default_cache_dir, digits_image_folder
@@ -36,7 +39,6 @@ from .recipe import model_names
 
 TASK = "imagenet"
 CONFIGS = Path(__file__).parent / "configs"
-RECIPE_KEYS = tuple(yaml.safe_load((CONFIGS / "imagenet.yaml").read_text()))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--weight-decay", type=float, help="AdamW weight decay (none on norms, biases, layer scale)")
     o.add_argument("--clip-grad", type=float, help="gradient norm clipping (0 disables)")
     o.add_argument("--accumulate-grad-batches", type=int, default=1, help="steps per optimiser update")
+    o.add_argument("--threads", type=int, help="torch CPU threads per process, 0 = torch's default (digits "
+                   "preset: 1 compute thread + 1 loader worker, which beats 2 threads on a busy 2-core machine)")
     add_common_args(p, TASK)
     return p
 
@@ -110,12 +114,21 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         release_run_dir()
 
 
+# Where a run is, not what it is: left out of config.yaml so the file can seed a new run (`--config`).
+RUN_LOCATION_KEYS = ("config", "out", "resume")
+
+
 def train(args: argparse.Namespace, run_dir: Path, ckpt: Path | None) -> dict[str, Any]:
     import lightning.pytorch as pl
+    import torch
     from lightning.pytorch.callbacks import EMAWeightAveraging
 
     from ..common import ThroughputLogger
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if (args.mixup > 0 or args.cutmix > 0) and args.batch_size % 2:
+        raise TaskError(f"--batch-size must be even with Mixup/CutMix (batch mode pairs images), got {args.batch_size}")
     pl.seed_everything(args.seed, workers=True, verbose=False)
     root = args.data if args.data is not None else digits_image_folder(default_cache_dir(), args.input_size)
     folders = FolderData.from_root(root)
@@ -130,35 +143,54 @@ def train(args: argparse.Namespace, run_dir: Path, ckpt: Path | None) -> dict[st
     module = ClassificationModule(args.model, len(folders.classes), overrides, optim, mixup,
                                   str(args.init_checkpoint) if args.init_checkpoint else None,
                                   preprocess=dict(input_size=pre.input_size, crop_pct=pre.crop_pct))
+    params = sum(p.numel() for p in module.model.parameters()) / 1e6
     if is_rank_zero():
-        save_config(run_dir, vars(args))
-        params = sum(p.numel() for p in module.model.parameters()) / 1e6
+        save_config(run_dir, {k: v for k, v in vars(args).items() if k not in RUN_LOCATION_KEYS})
         print(f"run dir: {run_dir}\ndata: {root} ({len(folders.classes)} classes)\n"
               f"model: {args.model} ({params:.2f} M params)", flush=True)
     throughput = ThroughputLogger()
-    callbacks = [EpochPrinter(["val/top1", "val/top5", "train/samples_per_sec"]), throughput]
+    callbacks = [throughput, EpochPrinter(["val/top1", "val/top5"])]
     if args.model_ema:
         callbacks.append(EMAWeightAveraging(decay=args.model_ema_decay))
-    trainer = build_trainer(args, run_dir, args.epochs, monitor="val/top1", mode="max",
-                            gradient_clip_val=args.clip_grad or None, callbacks=callbacks,
-                            accumulate_grad_batches=args.accumulate_grad_batches)
+    if ckpt is not None and is_rank_zero():
+        set_aside_csv_log(run_dir)  # Lightning would restart logs/metrics.csv; merged back after the run
+    try:
+        trainer = build_trainer(args, run_dir, args.epochs, monitor="val/top1", mode="max",
+                                gradient_clip_val=args.clip_grad or None, callbacks=callbacks,
+                                accumulate_grad_batches=args.accumulate_grad_batches)
+    except (ValueError, TypeError, MisconfigurationException) as err:  # bad --strategy/--devices/--accelerator
+        raise TaskError(f"trainer settings: {err}") from None
     start = time.perf_counter()
     trainer.fit(module, datamodule=data, ckpt_path=ckpt)
     seconds = time.perf_counter() - start
     if trainer.interrupted:
         raise KeyboardInterrupt
+    images_per_sec = _last(trainer, "train/samples_per_sec")  # validate() below resets the logged metrics
     results = trainer.validate(module, datamodule=data, verbose=False)[0]
+    best = trainer.checkpoint_callback.best_model_score if trainer.checkpoint_callback else None
     metrics = dict(
         top1=float(results["val/top1"]), top5=float(results["val/top5"]), val_loss=float(results["val/loss"]),
-        epochs=trainer.current_epoch, train_seconds=seconds, model=args.model, num_classes=len(folders.classes),
+        val_images=int(results["val/images"]), best_top1=float(best) if best is not None else None,
+        epochs=trainer.current_epoch, train_seconds=seconds, model=args.model, params_m=round(params, 4),
+        num_classes=len(folders.classes), train_images=len(data.train_set),
         epoch_seconds=sum(throughput.epoch_seconds) / max(len(throughput.epoch_seconds), 1),
-        world_size=trainer.world_size, data=str(root),
+        train_images_per_sec=images_per_sec, world_size=trainer.world_size,
+        total_batch=args.batch_size * trainer.world_size * args.accumulate_grad_batches,  # devices x nodes
+        peak_lr=module.peak_lr, global_step=trainer.global_step, resumed_from=str(ckpt) if ckpt else None,
+        data=str(root),
     )
     if is_rank_zero():
         write_metrics(run_dir, metrics)
-        print(f"\ntop-1 {metrics['top1']:.4f}  top-5 {metrics['top5']:.4f}  after {metrics['epochs']} epochs "
-              f"({seconds:.0f} s, {metrics['epoch_seconds']:.1f} s/epoch)\nrun dir: {run_dir}", flush=True)
+        merge_csv_logs(run_dir)
+        print(f"\ntop-1 {metrics['top1']:.4f}  top-5 {metrics['top5']:.4f}  ({metrics['val_images']} val images) "
+              f"after {metrics['epochs']} epochs in {seconds:.0f} s ({metrics['epoch_seconds']:.1f} s/epoch, "
+              f"{metrics['train_images_per_sec'] or 0:.0f} img/s)\nrun dir: {run_dir}", flush=True)
     return metrics
+
+
+def _last(trainer: Any, key: str) -> float | None:
+    value = trainer.callback_metrics.get(key)
+    return float(value) if value is not None else None
 
 
 if __name__ == "__main__":
