@@ -262,5 +262,10 @@ def test_cli_resume_skips_done_folds_and_resumes_interrupted(tmp_path: Path, cap
     assert "fold1: done already" in log and "resuming from" in log
     assert (out / "fold1" / "result.json").stat().st_mtime_ns == done
     assert set(metrics["fold_accuracy"]) == {"1", "2"} and metrics["epochs"] == 2
-    paper = main(["--out", str(tmp_path / "paper"), "--protocol", "paper-split", *args[4:]])
+    data = generate_synthetic_esc50(tmp_path / "esc", num_classes=4, clips_per_class_per_fold=2,
+                                    sample_rate=22050, seconds=0.6)  # a --data directory at another rate
+    paper = main(["--data", str(data), "--out", str(tmp_path / "paper"), "--protocol", "paper-split",
+                  "--clip-seconds", "0.5", "--epochs", "1", "--embed-dim", "8", "--depths", "1,1", "--no-progress",
+                  "--cache-dir", str(tmp_path / "cache")])
     assert set(paper["fold_accuracy"]) == {"5"} and (tmp_path / "paper" / "paper-split" / "result.json").is_file()
+    assert paper["features"]["sample_rate"] == 16000 and paper["dataset"]["synthetic"] is False

@@ -18,7 +18,7 @@ __all__ = ["AUDIO_MODELS", "SpectrogramClassifier", "build_audio_model", "defaul
 
 AUDIO_MODELS = ("focalnet2d", "focalnet1d", "hornet")
 INITS = ("trunc_normal", "fan_in")
-_DEFAULT_VARIANT = {"focalnet2d": "focalnet_tiny_srf", "focalnet1d": "focalnet1d_tiny"}
+_DEFAULT_VARIANT = {"focalnet2d": "focalnet_tiny_srf", "focalnet1d": "focalnet1d_tiny", "hornet": "hornet_tiny_7x7"}
 
 
 class SpectrogramClassifier(nn.Module):
@@ -69,11 +69,9 @@ def _hornet_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
 
 
 def default_variant(model: str) -> str:
-    if model == "hornet":
-        names = focalmod.list_models("hornet*")
-        if not names:
-            raise TaskError("--model hornet: this focalmod has no HorNet models registered (focalmod.models.hornet)")
-        return next((n for n in names if "tiny" in n and "gf" not in n), names[0])
+    """The registered name `--model` uses when `--variant` is not given."""
+    if model == "hornet" and "hornet_tiny_7x7" not in focalmod.list_models("hornet*"):
+        raise TaskError("--model hornet: this focalmod has no HorNet models registered (focalmod.models.hornet)")
     return _DEFAULT_VARIANT[model]
 
 

@@ -1,4 +1,5 @@
-"""LightningModule for spectrogram classification: feature-domain augmentation, mixup, AdamW + warmup/cosine.
+"""LightningModule for spectrogram classification: feature-domain augmentation, mixup, AdamW (no decay on 1-D
+parameters) with a per-step warmup + cosine schedule (tasks.common.optim).
 
 Augmentation runs on batches of cached log features (so caching stays valid): random gain (exact in the log
 domain), random circular time shift, then standardisation, SpecAugment frequency/time masks (torchaudio) and
@@ -6,7 +7,6 @@ mixup (timm).
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import lightning.pytorch as pl
@@ -16,6 +16,8 @@ import torchaudio
 from timm.data import Mixup
 from timm.loss import SoftTargetCrossEntropy
 from torch import nn
+
+from tasks.common.optim import adamw_without_1d_decay, cosine_warmup_scheduler
 
 from .features import apply_gain
 
@@ -96,8 +98,9 @@ class AudioClassifierModule(pl.LightningModule):
             logits = self.model(x)
             loss = F.cross_entropy(logits, labels, label_smoothing=self.cfg.label_smoothing)
         acc = (logits.argmax(1) == labels).float().mean()
-        self.log("train/loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=len(labels))
-        self.log("train/acc", acc, on_step=False, on_epoch=True, batch_size=len(labels))
+        self.log("train/loss", loss, prog_bar=True, on_step=False, on_epoch=True, sync_dist=True,
+                 batch_size=len(labels))
+        self.log("train/acc", acc, on_step=False, on_epoch=True, sync_dist=True, batch_size=len(labels))
         return loss
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
@@ -108,21 +111,8 @@ class AudioClassifierModule(pl.LightningModule):
         self.log("val/acc", acc, prog_bar=True, sync_dist=True, batch_size=len(labels))
 
     def configure_optimizers(self):
-        decay, no_decay = [], []
-        for name, p in self.model.named_parameters():
-            if p.requires_grad:
-                (no_decay if p.ndim <= 1 or name.endswith(".bias") else decay).append(p)
-        optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": self.cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=self.cfg.lr,
-        )
+        optimizer = adamw_without_1d_decay(self.model, self.cfg.lr, self.cfg.weight_decay)
         total = max(int(self.trainer.estimated_stepping_batches), 1)
-        warmup = min(int(total * self.cfg.warmup_epochs / max(self.cfg.epochs, 1)), total - 1)
-
-        def factor(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / (warmup + 1)
-            return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(total - warmup, 1)))
-
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        warmup = int(total * self.cfg.warmup_epochs / max(self.cfg.epochs, 1))
+        scheduler = cosine_warmup_scheduler(optimizer, total, warmup, warmup_lr=self.cfg.lr * 0.01, min_lr=0.0)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

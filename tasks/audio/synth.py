@@ -47,7 +47,7 @@ def _harmonic_stack(t: np.ndarray, rng: Rng, p: dict) -> np.ndarray:
 
 
 def _am_tone(t: np.ndarray, rng: Rng, p: dict) -> np.ndarray:
-    return _tone(t, p["f"]) * (0.5 + 0.5 * np.sin(2 * np.pi * p["slow_rate"] * t + rng.uniform(0, 2 * np.pi)))
+    return _tone(t, p["f"]) * (0.5 + 0.5 * np.sin(2 * np.pi * p["am_rate"] * t + rng.uniform(0, 2 * np.pi)))
 
 
 def _fm_tone(t: np.ndarray, rng: Rng, p: dict) -> np.ndarray:
@@ -86,7 +86,7 @@ def _tone_pips(t: np.ndarray, rng: Rng, p: dict) -> np.ndarray:
 
 def _trill(t: np.ndarray, rng: Rng, p: dict) -> np.ndarray:
     high = np.mod(t, 2.0 / p["rate"]) < 1.0 / p["rate"]
-    return _tone(t, np.where(high, p["f"] * p["ratio"], p["f"]))
+    return _tone(t, np.where(high, min(p["f"] * (0.5 + p["ratio"]), 7000.0), p["f"]))  # jumps of >= an octave
 
 
 def _damped_harmonic(t: np.ndarray, rng: Rng, p: dict) -> np.ndarray:
@@ -102,8 +102,9 @@ def _source_params(rng: Rng) -> dict:
         ratio=float(rng.uniform(1.5, 3.0)),
         rate=float(rng.uniform(6, 12)),
         slow_rate=float(rng.uniform(3, 6)),
+        am_rate=float(rng.uniform(4, 8)),
         fast_rate=float(rng.uniform(10, 16)),
-        depth=float(rng.uniform(0.15, 0.3)),
+        depth=float(rng.uniform(0.1, 0.2)),
         decay=float(rng.uniform(6, 12)),
     )
 
