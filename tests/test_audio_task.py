@@ -262,6 +262,8 @@ def test_cli_resume_skips_done_folds_and_resumes_interrupted(tmp_path: Path, cap
     assert "fold1: done already" in log and "resuming from" in log
     assert (out / "fold1" / "result.json").stat().st_mtime_ns == done
     assert set(metrics["fold_accuracy"]) == {"1", "2"} and metrics["epochs"] == 2
+    with open(out / "fold2" / "logs" / "metrics.csv", newline="") as fh:  # the pre-resume epochs are kept
+        assert {r["epoch"] for r in csv.DictReader(fh) if r.get("val/acc")} == {"0", "1"}
     data = generate_synthetic_esc50(tmp_path / "esc", num_classes=4, clips_per_class_per_fold=2,
                                     sample_rate=22050, seconds=0.6)  # a --data directory at another rate
     paper = main(["--data", str(data), "--out", str(tmp_path / "paper"), "--protocol", "paper-split",
