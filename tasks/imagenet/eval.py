@@ -103,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     model = build_model(name, len(classes), **hparams.get("model_overrides", {}))
     try:
         report = load_checkpoint(model, args.checkpoint)
-    except CheckpointError as err:
+    except (CheckpointError, ValueError, KeyError, RuntimeError) as err:  # converters raise ValueError too
         raise TaskError(f"--checkpoint does not fit --model {name}: {err}") from None
     if any(k.startswith("head.") for k in report.initialised):
         raise TaskError(f"--checkpoint: its classifier does not have {len(classes)} classes (the folders in {val_dir})")

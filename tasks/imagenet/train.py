@@ -143,11 +143,6 @@ def train(args: argparse.Namespace, run_dir: Path, ckpt: Path | None) -> dict[st
     module = ClassificationModule(args.model, len(folders.classes), overrides, optim, mixup,
                                   str(args.init_checkpoint) if args.init_checkpoint else None,
                                   preprocess=dict(input_size=pre.input_size, crop_pct=pre.crop_pct))
-    params = sum(p.numel() for p in module.model.parameters()) / 1e6
-    if is_rank_zero():
-        save_config(run_dir, {k: v for k, v in vars(args).items() if k not in RUN_LOCATION_KEYS})
-        print(f"run dir: {run_dir}\ndata: {root} ({len(folders.classes)} classes)\n"
-              f"model: {args.model} ({params:.2f} M params)", flush=True)
     throughput = ThroughputLogger()
     callbacks = [throughput, EpochPrinter(["val/top1", "val/top5"])]
     if args.model_ema:
@@ -155,11 +150,17 @@ def train(args: argparse.Namespace, run_dir: Path, ckpt: Path | None) -> dict[st
     if ckpt is not None and is_rank_zero():
         set_aside_csv_log(run_dir)  # Lightning would restart logs/metrics.csv; merged back after the run
     try:
-        trainer = build_trainer(args, run_dir, args.epochs, monitor="val/top1", mode="max",
+        trainer_args = argparse.Namespace(**{**vars(args), "strategy": _strategy(args)})
+        trainer = build_trainer(trainer_args, run_dir, args.epochs, monitor="val/top1", mode="max",
                                 gradient_clip_val=args.clip_grad or None, callbacks=callbacks,
                                 accumulate_grad_batches=args.accumulate_grad_batches)
     except (ValueError, TypeError, MisconfigurationException) as err:  # bad --strategy/--devices/--accelerator
         raise TaskError(f"trainer settings: {err}") from None
+    params = sum(p.numel() for p in module.model.parameters()) / 1e6
+    if is_rank_zero():
+        save_config(run_dir, {k: v for k, v in vars(args).items() if k not in RUN_LOCATION_KEYS})
+        print(f"run dir: {run_dir}\ndata: {root} ({len(folders.classes)} classes)\n"
+              f"model: {args.model} ({params:.2f} M params)", flush=True)
     start = time.perf_counter()
     trainer.fit(module, datamodule=data, ckpt_path=ckpt)
     seconds = time.perf_counter() - start
@@ -186,6 +187,19 @@ def train(args: argparse.Namespace, run_dir: Path, ckpt: Path | None) -> dict[st
               f"after {metrics['epochs']} epochs in {seconds:.0f} s ({metrics['epoch_seconds']:.1f} s/epoch, "
               f"{metrics['train_images_per_sec'] or 0:.0f} img/s)\nrun dir: {run_dir}", flush=True)
     return metrics
+
+
+def _strategy(args: argparse.Namespace) -> Any:
+    """`fsdp` shards per FocalNet block (each block one FSDP unit) instead of wrapping the model as one unit."""
+    if args.strategy != "fsdp":
+        return args.strategy
+    if args.model_ema:
+        raise TaskError("--model-ema does not work with --strategy fsdp (the weights are sharded); use ddp")
+    from lightning.pytorch.strategies import FSDPStrategy
+
+    from focalmod.layers import FocalNetBlock
+
+    return FSDPStrategy(auto_wrap_policy={FocalNetBlock})
 
 
 def _last(trainer: Any, key: str) -> float | None:
