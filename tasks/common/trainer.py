@@ -83,17 +83,16 @@ def build_trainer(
     callbacks: Sequence[Callback] = (),
     **trainer_kwargs: Any,
 ) -> pl.Trainer:
-    """A Trainer writing to `run_dir`: `checkpoints/last.ckpt` after every validation (+ `best.ckpt` by `monitor`),
-    `logs/` (CSV, TensorBoard)."""
-    # last.ckpt has its own callback: Lightning 2.6's `save_last=True` rewrites it only in a step where a top-k
-    # checkpoint was also written, so once `monitor` stopped improving `--resume` would restart from a stale epoch.
-    last = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", monitor=None, save_top_k=1,
-                           enable_version_counter=False)
-    checkpoints: list[Callback] = [last]
-    if monitor:  # first, so `trainer.checkpoint_callback` is the best-by-`monitor` one
-        checkpoints.insert(0, ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=monitor,
-                                              mode=mode, save_top_k=1, enable_version_counter=False))
-    all_callbacks: list[Callback] = [*checkpoints, LearningRateMonitor(logging_interval="epoch"), *callbacks]
+    """A Trainer writing to `run_dir`: `checkpoints/last.ckpt` (+ best by `monitor`), `logs/` (CSV, TensorBoard)."""
+    checkpoint = ModelCheckpoint(
+        dirpath=run_dir / "checkpoints",
+        filename="best",
+        monitor=monitor,
+        mode=mode,
+        save_top_k=1 if monitor else 0,
+        save_last=True,
+    )
+    all_callbacks: list[Callback] = [checkpoint, LearningRateMonitor(logging_interval="epoch"), *callbacks]
     if not args.no_progress:
         all_callbacks.append(TQDMProgressBar(refresh_rate=10))
     loggers = [CSVLogger(run_dir, name="logs", version=""), TensorBoardLogger(run_dir, name="logs", version="")]
