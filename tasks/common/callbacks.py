@@ -7,6 +7,7 @@ from typing import Any, Sequence
 
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
+from tqdm import tqdm
 
 
 class EpochPrinter(Callback):
@@ -38,4 +39,4 @@ class EpochPrinter(Callback):
             if value is not None and math.isfinite(float(value)):
                 parts.append(f"{key} {float(value):.4f}")
         parts.append(f"{time.perf_counter() - self._start:.1f} s")
-        print("  ".join(parts), flush=True)
+        tqdm.write("  ".join(parts))  # above an active progress bar instead of glued to its line

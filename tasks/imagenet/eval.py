@@ -114,6 +114,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                      cfg.get("interpolation") or "bicubic", tuple(cfg.get("mean") or Preprocess.mean),
                      tuple(cfg.get("std") or Preprocess.std))
     dataset = checked_dataset(val_dir, "--data", eval_transform(pre))
+    index = dataset.reader.class_to_idx  # timm's natural-sort order ("2" before "10"): the label indices
+    classes = sorted(index, key=index.get)
     loader = DataLoader(dataset, batch_size=args.batch_size, num_workers=args.num_workers)
     run_dir = make_run_dir(TASK, args.out)
     save_config(run_dir, {**vars(args), "model": name, "preprocess": vars(pre)})
