@@ -75,11 +75,32 @@ STFT_DEFAULTS = {
 }
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows `(default: x)` only for fixed defaults; data-dependent ones are spelled out in the help text."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        return action.help if action.default is None else super()._get_help_string(action)
+
+
+def _data_defaults(dest: str) -> str:
+    """' (synthetic: a; --data: b)' for an option whose default depends on the data (model-specific ones too)."""
+    synth = {**SYNTH_DEFAULTS, **STFT_DEFAULTS[("synth", "logmel")]}
+    real = {**REAL_DEFAULTS, **STFT_DEFAULTS[("real", "logmel")]}
+    if dest in SYNTH_MODEL_DEFAULTS["focalnet2d"]:
+        return f" (synthetic set: {SYNTH_MODEL_DEFAULTS['focalnet2d'][dest]} for focalnet2d; else the variant's)"
+    if dest not in synth and dest not in real:
+        return ""
+    if dest in STFT_DEFAULTS[("real", "logmel")]:
+        return (f" (synthetic set: {synth[dest]}, stft {STFT_DEFAULTS[('synth', 'stft')][dest]}; --data: "
+                f"{real[dest]}, stft {STFT_DEFAULTS[('real', 'stft')][dest]})")
+    return f" (synthetic set: {synth.get(dest)}; --data: {real.get(dest)})"
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m tasks.audio.esc50",
         description=__doc__.split("\n\n", 1)[1],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     d = p.add_argument_group("data")
     d.add_argument("--data", type=Path, default=None,
@@ -107,9 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
     m = p.add_argument_group("model")
     m.add_argument("--model", choices=AUDIO_MODELS, default="focalnet2d",
                    help="focalnet2d: 2D net on time x frequency; focalnet1d: 1D net over frames (bins = channels); "
-                        "hornet: gnConv mixer (when focalmod has it)")
+                        "hornet: HorNet (gnConv) 2D net")
     m.add_argument("--variant", default=None, help="registered model name (default: focalnet_tiny_srf / "
-                                                   "focalnet1d_tiny / a tiny HorNet)")
+                                                   "focalnet1d_tiny / hornet_tiny_7x7)")
     m.add_argument("--embed-dim", type=int, default=None, help="override the variant's first-stage width")
     m.add_argument("--depths", default=None, help="override the variant's blocks per stage, e.g. 1,1,1")
     m.add_argument("--focal-levels", type=int, default=None, help="override the variant's focal levels")
@@ -128,8 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--resize", default=None, help="resize the 2D input to T,F (the paper uses 224,224)")
     t = p.add_argument_group("training (unset values depend on --data)")
     t.add_argument("--threads", type=int, default=None,
-                   help="torch CPU threads, 0 = torch's default (synthetic set: 1, which beats 2 OpenMP threads "
-                        "several-fold on a busy 2-core machine)")
+                   help="torch CPU threads, 0 = torch's default (1 beats 2 OpenMP threads several-fold on a busy "
+                        "2-core machine)")
     t.add_argument("--epochs", type=int, default=None, help="epochs per fold")
     t.add_argument("--batch-size", type=int, default=None, help="batch size per device")
     t.add_argument("--lr", type=float, default=None, help="AdamW peak learning rate")
@@ -147,6 +168,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="per tested fold, write modulator maps (PNG) and listenable explanations (WAV) of N clips")
     o.add_argument("--quantile", type=float, default=0.9, help="mask threshold quantile of the modulator map")
     add_common_args(p, TASK)
+    for action in p._actions:
+        if action.dest == "resume":
+            action.help = ("continue a run directory: finished folds are kept, an interrupted fold resumes from "
+                           "<fold>/checkpoints/last.ckpt; its config.yaml supplies the options")
+        elif action.default is None and action.help:
+            action.help += _data_defaults(action.dest)
     return p
 
 
