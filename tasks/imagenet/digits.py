@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tasks.common import TaskError
+
 SPLIT_SEED = 0
 VAL_FRACTION = 0.2
 
@@ -33,8 +35,12 @@ def digits_image_folder(cache_dir: Path | None = None, size: int = 32) -> Path:
     target = root / f"digits_{size}px"
     if (target / "manifest.json").is_file():
         return target
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".digits_{size}px."))
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".digits_{size}px."))
+    except OSError as err:
+        raise TaskError(f"cannot write the digits set under {root} ({err.strerror}); set FOCALMOD_CACHE to a "
+                        "writable folder or pass --data") from None
     try:
         _write(tmp, size)
         try:

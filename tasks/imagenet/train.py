@@ -29,7 +29,7 @@ from ..common import (
     save_config,
     write_metrics,
 )
-from ..common.callbacks import EpochPrinter
+from ..common.callbacks import EpochPrinter, RefreshLastCheckpoint
 from ..common.csvlog import merge_csv_logs, set_aside_csv_log
 from ..common.launch import is_rank_zero, release_run_dir, shared_run_dir
 from .data import Augment, FolderData, ImageFolderDataModule, Preprocess
@@ -144,7 +144,7 @@ def train(args: argparse.Namespace, run_dir: Path, ckpt: Path | None) -> dict[st
                                   str(args.init_checkpoint) if args.init_checkpoint else None,
                                   preprocess=dict(input_size=pre.input_size, crop_pct=pre.crop_pct))
     throughput = ThroughputLogger()
-    callbacks = [throughput, EpochPrinter(["val/top1", "val/top5"])]
+    callbacks = [throughput, EpochPrinter(["val/top1", "val/top5"]), RefreshLastCheckpoint()]
     if args.model_ema:
         callbacks.append(EMAWeightAveraging(decay=args.model_ema_decay))
     if ckpt is not None and is_rank_zero():
