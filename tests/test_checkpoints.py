@@ -353,3 +353,14 @@ def test_extra_focal_levels_remap_projection_rows():
 def test_public_names():
     assert focalmod.load_checkpoint is focalmod.checkpoints.load_checkpoint
     assert "load_checkpoint" in focalmod.__all__
+
+
+def test_surgery_that_cannot_adapt_raises_checkpoint_error_naming_the_file(tmp_path):
+    """A focal projection without gate rows cannot be remapped: one CheckpointError with the file name."""
+    sd = randomize_(ours(focal_levels=2)).state_dict()
+    key = "layers.0.blocks.0.modulation.f.weight"
+    sd[key] = sd[key][: 2 * 16]  # q and ctx rows only
+    sd[key.replace("weight", "bias")] = sd[key.replace("weight", "bias")][: 2 * 16]
+    torch.save(sd, tmp_path / "cut.pth")
+    with pytest.raises(CheckpointError, match=r"cut\.pth: .*no gate rows"):
+        focalmod.load_checkpoint(ours(focal_levels=3), tmp_path / "cut.pth")

@@ -163,7 +163,12 @@ def load_checkpoint(
     if not state_dict:
         raise CheckpointError(f"{source}: no keys start with prefix {prefix!r}")
 
-    converted = converter(state_dict, target) if converter is not None else state_dict
+    try:
+        converted = converter(state_dict, target) if converter is not None else state_dict
+    except CheckpointError:
+        raise
+    except ValueError as err:  # surgery that cannot adapt the weights (e.g. fewer focal levels than the file)
+        raise CheckpointError(f"{source}: {err}") from err
     if not isinstance(converted, Converted):
         converted = Converted(dict(converted), format="focalmod" if converter is None else "converted")
     report.format = converted.format
