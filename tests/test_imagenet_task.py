@@ -231,6 +231,24 @@ def test_cosine_warmup_matches_timm_cosine_scheduler_per_step():
         ours.step()
 
 
+@pytest.mark.parametrize("name", ["focalnet_digits", "hornet_digits", "convnext_digits", "swin_digits",
+                                  "vit_digits"])
+def test_digits_presets_are_equal_size_and_load_weights(tmp_path: Path, name: str):
+    """The accuracy-at-equal-budget set: 0.7-0.85 M parameters each, 32 px input, and (timm baselines too) initial
+    weights through focalmod.load_checkpoint."""
+    from tasks.imagenet.recipe import build_model
+
+    model = build_model(name, 10)
+    params = sum(p.numel() for p in model.parameters())
+    assert 0.7e6 < params < 0.85e6, params
+    assert model.pretrained_cfg["input_size"] == (3, 32, 32) and model.pretrained_cfg["architecture"] == name
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+    torch.save(model.state_dict(), tmp_path / "w.pth")
+    again = build_model(name, 10, checkpoint_path=str(tmp_path / "w.pth"))
+    for (k, a), b in zip(model.state_dict().items(), again.state_dict().values()):
+        assert torch.equal(a, b), k
+
+
 def test_no_weight_decay_on_norms_biases_and_layer_scale():
     from tasks.common.optim import adamw_without_1d_decay
     from tasks.imagenet.recipe import build_model

@@ -8,16 +8,45 @@ from typing import Any
 from torch import nn
 
 import focalmod
+from focalmod.models.baselines import build_baseline
 from tasks.common import TaskError
 
-# name: (registered base model, constructor overrides, pretrained_cfg overrides)
+# name: (base model, constructor overrides, pretrained_cfg overrides). The base is a `focalmod.list_models()` name
+# or, for the comparison baselines, a timm name (built by `focalmod.models.baselines.build_baseline`, no weights).
+# The digits presets all see 32x32 images through a stride-4 stem (the scans' native 8x8 grid) and have 0.7-0.8 M
+# parameters, so the benchmark's accuracy-at-equal-budget table compares token mixers, not model sizes.
+_DIGITS_CFG: dict[str, Any] = dict(input_size=(3, 32, 32), crop_pct=1.0)
 TASK_MODELS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
-    # focalnet_tiny_srf's design (2 focal levels, window 3) shrunk for 32x32 digits: patch 4 gives back the
-    # scans' native 8x8 grid, then 4x4 and 2x2 stages (C = 48, 96, 192); 0.81 M params.
+    # focalnet_tiny_srf's design (2 focal levels, window 3) shrunk: 8x8, 4x4, 2x2 stages (C = 48, 96, 192); 0.81 M.
     "focalnet_digits": (
         "focalnet_tiny_srf",
         dict(embed_dim=48, depths=(1, 2, 1), patch_size=4, drop_path_rate=0.05),
-        dict(input_size=(3, 32, 32), crop_pct=1.0),
+        _DIGITS_CFG,
+    ),
+    # HorNet-7x7 (gnConv orders 2, 3, 4) with the same stages and widths; 0.81 M.
+    "hornet_digits": (
+        "hornet_tiny_7x7",
+        dict(embed_dim=48, depths=(1, 2, 1), orders=(2, 3, 4), img_size=32, drop_path_rate=0.05),
+        _DIGITS_CFG,
+    ),
+    # timm ConvNeXt (always 4 stages: 8x8 ... 1x1, C = 40, 80, 160, 160); 0.73 M.
+    "convnext_digits": (
+        "convnext_atto",
+        dict(dims=(40, 80, 160, 160), depths=(1, 2, 1, 1), conv_mlp=False, drop_path_rate=0.05),
+        _DIGITS_CFG,
+    ),
+    # timm Swin: patch 4, window 4 (the whole 4x4 / 2x2 map in stages 2-3), C = 48, 96, 192; 0.80 M.
+    "swin_digits": (
+        "swin_tiny_patch4_window7_224",
+        dict(img_size=32, patch_size=4, window_size=4, embed_dim=48, depths=(1, 2, 1), num_heads=(2, 4, 8),
+             drop_path_rate=0.05),
+        _DIGITS_CFG,
+    ),
+    # timm ViT: 64 tokens of 4x4 patches, width 96, 7 blocks, 3 heads (global attention); 0.80 M.
+    "vit_digits": (
+        "vit_tiny_patch16_224",
+        dict(img_size=32, patch_size=4, embed_dim=96, depth=7, num_heads=3, drop_path_rate=0.05),
+        _DIGITS_CFG,
     ),
 }
 
@@ -47,17 +76,24 @@ def build_model(
     checkpoint_path: str | None = None,
     **overrides: Any,
 ) -> nn.Module:
-    """The plain `focalmod` model for `name` with a `num_classes` head; `drop_path_rate=None` keeps the per-size
-    value of the recipe (T 0.2, S 0.3, B 0.5). `model.pretrained_cfg` carries input size, crop_pct, mean/std."""
+    """The plain model for `name` with a `num_classes` head (a focalmod model, or a timm baseline preset);
+    `drop_path_rate=None` keeps the per-size value of the recipe (T 0.2, S 0.3, B 0.5). `checkpoint_path`: initial
+    weights in any format `focalmod.load_checkpoint` reads. `model.pretrained_cfg` carries input size, crop_pct,
+    mean/std."""
     base, kwargs, cfg = resolve_model(name)
     kwargs.update(overrides)
     if drop_path_rate is not None:
         kwargs["drop_path_rate"] = drop_path_rate
     try:
-        model = focalmod.create_model(base, num_classes=num_classes, checkpoint_path=checkpoint_path, **kwargs)
+        if base in focalmod.list_models():
+            model = focalmod.create_model(base, num_classes=num_classes, checkpoint_path=checkpoint_path, **kwargs)
+        else:  # a timm baseline preset
+            model = build_baseline(base, num_classes=num_classes, **kwargs)
+            if checkpoint_path is not None:
+                focalmod.load_checkpoint(model, checkpoint_path)
     except ImportError as err:
         raise TaskError(f"--init-checkpoint: focalmod.load_checkpoint is not available ({err})") from None
-    except (ValueError, KeyError, RuntimeError, FileNotFoundError) as err:
+    except (ValueError, KeyError, RuntimeError, FileNotFoundError, TypeError) as err:
         raise TaskError(f"model {name!r}: {err}") from None
-    model.pretrained_cfg = {**model.pretrained_cfg, **cfg, "architecture": name}
+    model.pretrained_cfg = {**getattr(model, "pretrained_cfg", {}), **cfg, "architecture": name}
     return model

@@ -35,7 +35,7 @@ from ..common.launch import is_rank_zero, release_run_dir, shared_run_dir
 from .data import Augment, FolderData, ImageFolderDataModule, Preprocess
 from .digits import default_cache_dir, digits_image_folder
 from .module import ClassificationModule
-from .recipe import model_names
+from .recipe import TASK_MODELS
 
 TASK = "imagenet"
 CONFIGS = Path(__file__).parent / "configs"
@@ -60,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--cutmix", type=float, help="CutMix alpha (0 disables)")
     d.add_argument("--smoothing", type=float, help="label smoothing")
     m = p.add_argument_group("model")
-    m.add_argument("--model", help=f"model name: {', '.join(n for n in model_names() if 'focalnet_' in n)}, ...")
+    m.add_argument("--model", help="a focalmod.list_models() name (focalnet_*, hornet_*, ...) or a preset for the "
+                   f"embedded digits: {', '.join(TASK_MODELS)} (equal-size comparison set)")
     m.add_argument("--drop-path", type=float, default=None, help="stochastic depth (default: the model's size rule)")
     m.add_argument("--init-checkpoint", type=Path, help="initial weights in any format focalmod.load_checkpoint "
                    "reads (official, timm, HF, safetensors); a different class count re-initialises the head")
