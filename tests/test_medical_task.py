@@ -167,9 +167,11 @@ def test_resume_continues_the_run(tmp_path: Path):
 
 @pytest.mark.slow
 def test_compare_writes_the_results_table(tmp_path: Path):
-    rows = train.main([*TINY_2D, "--max-steps", "1", "--compare", "--out", str(tmp_path / "cmp"), "--no-predict"])
+    rows = train.main([*TINY_2D, "--max-steps", "1", "--compare", "--out", str(tmp_path / "cmp"), "--no-predict",
+                       "--timing-repeats", "1"])
     assert [r["model"] for r in rows] == ["focal_unet", "unet", "swin_unetr"]
     assert all("dice" in r and r["params_M"] > 0 and r["peak_memory_MiB"] > 0 for r in rows)
+    assert all(r["step_time_interleaved_s"] > 0 for r in rows)
     table = (tmp_path / "cmp" / "results.md").read_text()
     assert "| focal_unet |" in table and "swin_unetr" in table and "peak RSS" in table
     assert (tmp_path / "cmp" / "results.csv").read_text().startswith("model,dice,")

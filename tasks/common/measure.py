@@ -12,7 +12,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import lightning.pytorch as pl
 import torch
@@ -20,7 +20,7 @@ from lightning.pytorch.callbacks import Callback
 
 from .rundir import atomic_write_text
 
-__all__ = ["StepTimer", "peak_memory_mb", "reset_peak_memory", "write_table"]
+__all__ = ["StepTimer", "interleaved_step_times", "peak_memory_mb", "reset_peak_memory", "write_table"]
 
 
 def reset_peak_memory(device: torch.device | str | None = None) -> None:
@@ -67,6 +67,29 @@ class StepTimer(Callback):
     def median_seconds(self) -> float:
         timed = self.seconds[self.warmup :] or self.seconds
         return statistics.median(timed) if timed else float("nan")
+
+
+def interleaved_step_times(models: dict[str, torch.nn.Module], loss_fn: Callable[[torch.nn.Module], torch.Tensor],
+                           repeats: int = 5, warmup: int = 1) -> dict[str, float]:
+    """Median seconds of one training step (loss, backward, AdamW step) per model, the models taking turns in
+    each round so that load changes on a shared machine hit all of them alike."""
+    optimizers = {name: torch.optim.AdamW(m.parameters(), lr=1e-4) for name, m in models.items()}
+    times: dict[str, list[float]] = {name: [] for name in models}
+    for round_ in range(warmup + repeats):
+        for name, model in models.items():
+            model.train()
+            device = next(model.parameters()).device
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            start = time.perf_counter()
+            loss_fn(model).backward()
+            optimizers[name].step()
+            optimizers[name].zero_grad(set_to_none=True)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            if round_ >= warmup:
+                times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def write_table(rows: Sequence[dict[str, Any]], out_dir: Path, stem: str = "results", title: str = "",

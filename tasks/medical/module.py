@@ -57,7 +57,7 @@ class SegmentationModule(pl.LightningModule):
     def __init__(self, model_name: str, spatial_dims: int, in_channels: int, num_classes: int,
                  roi_size: Sequence[int], feature_size: int = 12, norm: str = "batch",
                  focal_kwargs: dict[str, Any] | None = None, lr: float = 1e-3, weight_decay: float = 1e-5,
-                 warmup_steps: int = 20, max_steps: int = 300, sw_batch_size: int = 4, overlap: float = 0.25) -> None:
+                 warmup_steps: int = 20, max_steps: int = 200, sw_batch_size: int = 4, overlap: float = 0.25) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.model = build_network(model_name, spatial_dims, in_channels, num_classes, feature_size, norm,

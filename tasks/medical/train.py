@@ -37,10 +37,16 @@ from tasks.common import (
     save_config,
     write_metrics,
 )
-from tasks.common.measure import StepTimer, peak_memory_mb, reset_peak_memory, write_table
+from tasks.common.measure import (
+    StepTimer,
+    interleaved_step_times,
+    peak_memory_mb,
+    reset_peak_memory,
+    write_table,
+)
 
 from .data import build_transforms, check_case, data_config, read_decathlon, split_cases
-from .module import MODELS, SegmentationModule, size_divisor
+from .module import MODELS, SegmentationModule, build_network, size_divisor
 from .predict import predict_files
 from .synthetic import intensity_threshold_dice, write_synthetic_decathlon
 
@@ -113,6 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--sw-batch-size", type=int, default=4, help="sliding-window batch")
     o.add_argument("--overlap", type=float, default=0.25, help="sliding-window overlap")
     o.add_argument("--print-every", type=int, default=25, help="print a progress line every N steps (0: never)")
+    o.add_argument("--timing-repeats", type=int, default=5,
+                   help="--compare: also time the three networks' training steps taking turns in one process "
+                        "(median of N rounds; 0: skip)")
     o.add_argument("--no-predict", action="store_true", help="do not write NIfTI predictions of the validation cases")
     add_common_args(p, TASK)
     return p
@@ -212,11 +221,11 @@ def train_one(args: argparse.Namespace) -> dict[str, Any]:
         args, run_dir, max_epochs=-1, monitor="val/dice" if args.val_every else None, callbacks=[timer],
         max_steps=args.max_steps, check_val_every_n_epoch=args.val_every or 10**9, num_sanity_val_steps=0,
     )
-    reset_peak_memory(module.device)
+    device = trainer.strategy.root_device  # the module goes back to the CPU after fit; measure and predict here
+    reset_peak_memory(device)
     train_start = time.perf_counter()
     trainer.fit(module, train_loader, val_loader, ckpt_path=str(ckpt) if ckpt else None)
     train_seconds = time.perf_counter() - train_start
-    device = module.device
     memory_mb, memory_kind = peak_memory_mb(device)
     trainer.validate(module, val_loader, verbose=False)
     val = module.last_val
@@ -300,7 +309,14 @@ def compare(args: argparse.Namespace) -> list[dict[str, Any]]:
             "hd95_mm": m["hd95"], "params_M": m["params"] / 1e6, "step_time_s": m["step_time_s"],
             "peak_memory_MiB": m["peak_memory_mb"], "train_s": m["train_seconds"], "steps": m["steps"],
         })
+    timing = interleaved_timing(args, root) if args.timing_repeats > 0 else {}
+    for row in rows:
+        if row["model"] in timing:
+            row["step_time_interleaved_s"] = timing[row["model"]]
     notes = []
+    if timing:
+        notes.append(f"step_time_interleaved_s: median of {args.timing_repeats} rounds in one process, the three "
+                     f"networks taking turns on the same random batch (robust to load changes on a shared machine).")
     if finished:
         ref = finished[0]
         notes = [
@@ -317,6 +333,25 @@ def compare(args: argparse.Namespace) -> list[dict[str, Any]]:
     write_table(rows, run_dir, "results", title=f"{TASK}: FocalUNet vs MONAI UNet vs SwinUNETR", notes=notes)
     print((run_dir / "results.md").read_text(), flush=True)
     return rows
+
+
+def interleaved_timing(args: argparse.Namespace, root: Path) -> dict[str, float]:
+    """Training-step seconds of the three networks, taking turns on one random batch of training crops."""
+    from monai.losses import DiceCELoss
+
+    dataset = read_decathlon(root)
+    device = torch.device("cuda" if torch.cuda.is_available() and args.accelerator != "cpu" else "cpu")
+    in_channels, num_classes = len(dataset.modalities), dataset.num_classes
+    nets = {name: build_network(name, args.spatial_dims, in_channels, num_classes, args.feature_size, args.norm,
+                                **(focal_kwargs(args) if name == "focal_unet" else {})).to(device)
+            for name in MODELS}
+    generator = torch.Generator().manual_seed(args.seed)
+    shape = (args.batch_size * args.num_samples, in_channels, *args.roi_size)
+    x = torch.randn(shape, generator=generator).to(device)
+    y = torch.randint(0, num_classes, (shape[0], 1, *args.roi_size), generator=generator).to(device)
+    loss = DiceCELoss(to_onehot_y=True, softmax=True)
+    print(f"timing {', '.join(MODELS)} in turns ({args.timing_repeats} rounds)...", flush=True)
+    return interleaved_step_times(nets, lambda m: loss(m(x), y), repeats=args.timing_repeats)
 
 
 def main(argv: Sequence[str] | None = None) -> Any:
