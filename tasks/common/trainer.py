@@ -117,5 +117,8 @@ def build_trainer(
     )
 
 
-def _limit(value: float) -> int | float:
+def _limit(value: float) -> int | float | None:
+    """A count (> 1), a fraction, or None for "all" (1.0; Lightning then skips its notice about the default)."""
+    if value == 1.0:
+        return None
     return int(value) if value > 1 else value
