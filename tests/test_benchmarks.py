@@ -190,3 +190,19 @@ def test_accuracy_runs_task_cli_and_reads_metrics(tmp_path, monkeypatch):
     assert rows[2]["status"] == "error: error: --model bad is not supported"
     assert rows[3]["model"] == "all" and rows[3]["status"] == "n/a (task not available)"
     assert accuracy.find_metric({"test": {"acc_mean": 0.9}}, ("top1",)) == ("test/acc_mean", 0.9)
+
+
+def test_cpu_fastpath_compare_forces_the_plain_path():
+    from benchmarks import cpu_fastpath
+    from focalmod.layers import _cpu_fastpath as fp
+
+    if not fp._HAS_MKLDNN_FUSED:
+        pytest.skip("this torch build has no oneDNN fused CPU ops")
+    x = torch.randn(1, 4, 8, 8)
+    weight = torch.randn(4, 4)
+    with cpu_fastpath.forced_plain(True), torch.no_grad():
+        assert fp.cpu_path(x, weight, torch.nn.Identity()) == fp.PLAIN
+    with torch.no_grad():
+        assert fp.cpu_path(x, weight, torch.nn.Identity()) == fp.FUSED
+    results = cpu_fastpath.main(["--img-size", "32", "--batch-size", "1", "--repeats", "1", "--warmup", "0"])
+    assert set(results) == {"inference", "train"} and all(f > 0 and p > 0 for f, p in results.values())

@@ -11,7 +11,7 @@ from timm.models.focalnet import FocalNet as TimmFocalNet
 
 import focalmod
 from focalmod.layers import FocalModulation, FocalNetBlock
-from focalmod.layers import focal_modulation as fm
+from focalmod.layers import _cpu_fastpath as fm
 from focalmod.viz import modulation_maps
 
 pytestmark = pytest.mark.skipif(not fm._HAS_MKLDNN_FUSED, reason="this torch build has no oneDNN fused CPU ops")

@@ -5,8 +5,9 @@ import torch
 from timm.layers import DropPath, LayerScale, Mlp
 from torch import nn
 
+from ._cpu_fastpath import FUSED, PLAIN, cpu_path, linear, linear_gelu
 from ._nd import check_channels_first, to_channels_first, to_channels_last
-from .focal_modulation import FUSED, PLAIN, FocalModulation, cpu_path, linear, linear_gelu
+from .focal_modulation import FocalModulation
 
 
 class FocalNetBlock(nn.Module):
