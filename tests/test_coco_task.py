@@ -124,7 +124,8 @@ def test_boxes_clipped_and_degenerate_dropped_with_counts(tmp_path: Path) -> Non
     assert len(ds) == 1 and r["images_without_usable_annotations"] == 1  # image 2 lost its only annotation
     _, target = ds[0]
     assert target["boxes"].tolist() == [[30.0, 20.0, 40.0, 30.0]] and target["labels"].tolist() == [2]
-    assert "1 images without usable annotations skipped" in ds.summary() and "2 degenerate boxes dropped" in ds.summary()
+    summary = ds.summary()
+    assert "1 images without usable annotations skipped" in summary and "2 degenerate boxes dropped" in summary
 
 
 def test_non_contiguous_categories_map_to_labels_and_back(tmp_path: Path) -> None:
@@ -234,6 +235,26 @@ def test_focal_window_override_and_bad_names() -> None:
         build_backbone("focalnet_tiny_xyz")
     with pytest.raises(TaskError, match="neither a focalmod FocalNet"):
         build_backbone("no_such_model_anywhere")
+
+
+def test_build_detector_heads_and_norms() -> None:
+    from tasks.coco.module import build_detector
+
+    cfg = dict(backbone="focalnet_tiny_srf", backbone_overrides=TINY, fpn_channels=16, min_size=[64], max_size=64,
+               box_head_dim=32, mask_head_dim=16, mask_head_layers=1)
+    faster = build_detector({**cfg, "detector": "fasterrcnn"}, num_classes=3)
+    assert faster.roi_heads.mask_head is None and faster.roi_heads.box_predictor.cls_score.out_features == 4
+    gn = build_detector({**cfg, "head_norm": "gn", "box_head_convs": 2}, num_classes=3)
+    for part in (gn.backbone.fpn, gn.roi_heads.box_head, gn.roi_heads.mask_head):
+        assert any(isinstance(m, torch.nn.GroupNorm) for m in part.modules())
+    plain = build_detector(cfg, num_classes=3)
+    assert not any(isinstance(m, torch.nn.GroupNorm) for m in plain.modules())
+    plain.eval()
+    with torch.no_grad():
+        out = plain([torch.rand(3, 64, 80)])[0]
+    assert set(out) == {"boxes", "labels", "scores", "masks"} and out["masks"].shape[-2:] == (64, 80)
+    with pytest.raises(ValueError, match="anchor_sizes needs one size per feature map"):
+        build_detector({**cfg, "anchor_sizes": [8, 16]}, num_classes=3)
 
 
 def test_imagenet_checkpoint_init_pads_kernels_centrally(tmp_path: Path) -> None:

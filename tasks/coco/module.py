@@ -17,6 +17,7 @@ from torchvision.models.detection import FasterRCNN, MaskRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.faster_rcnn import FastRCNNConvFCHead, FastRCNNPredictor, TwoMLPHead
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
+from torchvision.ops import MultiScaleRoIAlign
 
 from ..common.optim import adamw_without_1d_decay, cosine_with_warmup
 from .backbone import build_backbone
@@ -46,6 +47,7 @@ DEFAULT_DETECTOR: dict[str, Any] = dict(
     detections_per_img=100,
     head_norm="none",
     box_head_convs=0,
+    roi_canonical_scale=224,
 )
 
 
@@ -78,6 +80,10 @@ def build_detector(cfg: dict[str, Any], num_classes: int) -> nn.Module:
         box_head = FastRCNNConvFCHead((c, 7, 7), [c] * cfg["box_head_convs"], [rep], norm_layer=norm)
     else:  # the classic two-FC head of Mask R-CNN 1x
         box_head = TwoMLPHead(c * 7 * 7, rep)
+    # FPN level of a RoI: floor(4 + log2(sqrt(area) / canonical_scale)) (FPN paper eq. 1); 224 suits COCO-sized
+    # images, smaller images need a smaller scale or every RoI is pooled from the stride-4 map.
+    names = [str(i) for i in range(len(backbone.strides))]
+    scale = cfg["roi_canonical_scale"]
     common = dict(
         num_classes=None,
         min_size=tuple(cfg["min_size"]),
@@ -89,6 +95,7 @@ def build_detector(cfg: dict[str, Any], num_classes: int) -> nn.Module:
         rpn_post_nms_top_n_test=cfg["rpn_post_nms_test"],
         box_batch_size_per_image=cfg["box_batch_size"],
         box_detections_per_img=cfg["detections_per_img"],
+        box_roi_pool=MultiScaleRoIAlign(names, 7, 2, canonical_scale=scale),
         box_head=box_head,
         box_predictor=FastRCNNPredictor(rep, num_classes + 1),
     )
@@ -99,6 +106,7 @@ def build_detector(cfg: dict[str, Any], num_classes: int) -> nn.Module:
     layers = [cfg["mask_head_dim"]] * cfg["mask_head_layers"]
     return MaskRCNN(
         backbone,
+        mask_roi_pool=MultiScaleRoIAlign(names, 14, 2, canonical_scale=scale),
         mask_head=MaskRCNNHeads(c, layers, 1, norm_layer=norm),
         mask_predictor=MaskRCNNPredictor(layers[-1], cfg["mask_head_dim"], num_classes + 1),
         **common,

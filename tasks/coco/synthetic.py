@@ -1,8 +1,9 @@
 """A small COCO-format instance set of drawn shapes, written to disk so the real loader and COCOeval run on it.
 
 Layout (as COCO): `<root>/annotations/instances_{train,val}.json`, `<root>/{train,val}/*.jpg`. Shapes (circle,
-square, triangle) of varied scale, colour and rotation on random gradient + noise backgrounds; later shapes may
-occlude earlier ones (at most half of any shape is hidden). Fully visible instances are stored as polygons,
+square, triangle) of varied scale (18 px to nearly the image side), colour and rotation on random backgrounds
+(colour + gentle gradient + noise), each colour far from the background's and the other shapes'; later shapes may
+occlude earlier ones (at most 40 % of any shape is hidden). Fully visible instances are stored as polygons,
 occluded ones as compressed RLE of their visible pixels (both are COCO segmentation formats). Category ids have
 gaps (1, 3, 5) like COCO's, so the contiguous-label mapping is exercised.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +26,7 @@ CATEGORIES = [
     {"id": 5, "name": "triangle", "supercategory": "shape"},
 ]
 _MARKER = "synthetic.json"
+MIN_VISIBLE = 0.6  # a later shape may hide at most 40 % of an earlier one
 
 
 def make_shapes_dataset(
@@ -32,17 +35,28 @@ def make_shapes_dataset(
     num_val: int = 80,
     image_size: int = 128,
     max_objects: int = 4,
-    min_extent: int = 14,
+    min_extent: int = 18,
     max_extent: int | None = None,
     seed: int = 0,
+    wait_seconds: float = 0.0,
 ) -> Path:
-    """Write the dataset under `root` (reused when `root` already holds one made with the same arguments)."""
+    """Write the dataset under `root` (reused when `root` already holds one made with the same arguments).
+
+    `wait_seconds` > 0: do not write, wait that long for another process (rank 0 of a multi-process run) to finish
+    writing it."""
     root = Path(root)
     params = dict(num_train=num_train, num_val=num_val, image_size=image_size, max_objects=max_objects,
-                  min_extent=min_extent, max_extent=max_extent, seed=seed, version=2)
+                  min_extent=min_extent, max_extent=max_extent, seed=seed, version=3)
     marker = root / _MARKER
-    if marker.is_file() and json.loads(marker.read_text()) == params:
-        return root
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        if marker.is_file() and json.loads(marker.read_text()) == params:
+            return root
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(1.0)
+    if wait_seconds > 0:
+        raise TimeoutError(f"the synthetic dataset in {root} was not written within {wait_seconds:.0f} s")
     if max_extent is None:
         max_extent = image_size - 4  # circles above ~108 px reach COCO's "large" (> 96^2 px)
     rng = np.random.default_rng(seed)
@@ -99,7 +113,7 @@ def _draw_image(size: int, num_objects: int, min_ext: int, max_ext: int, rng: np
     background = _background(size, rng)
     image = Image.fromarray(background)
     draw = ImageDraw.Draw(image)
-    bg_mean = background.reshape(-1, 3).mean(0)
+    used = [background.reshape(-1, 3).mean(0)]  # colours a new shape must differ from: background + shapes
     placed: list[tuple[int, list[float], np.ndarray, np.ndarray]] = []  # cat id, polygon, visible, full
     for _ in range(num_objects):
         for _attempt in range(20):
@@ -108,33 +122,41 @@ def _draw_image(size: int, num_objects: int, min_ext: int, max_ext: int, rng: np
             full = _raster(polygon, size)
             if full.sum() < 16:
                 continue
-            if all((vis & ~full).sum() >= 0.5 * f.sum() for _, _, vis, f in placed):
+            if all((vis & ~full).sum() >= MIN_VISIBLE * f.sum() for _, _, vis, f in placed):
                 break
         else:
             continue
         placed = [(c, p, vis & ~full, f) for c, p, vis, f in placed]
         placed.append((cat, polygon, full.copy(), full))
-        draw.polygon(polygon, fill=_colour(bg_mean, rng))
-    noisy = np.asarray(image, dtype=np.float32) + rng.normal(0, 6, (size, size, 3))
+        colour = _colour(used, rng)
+        used.append(np.asarray(colour, dtype=np.float64))
+        draw.polygon(polygon, fill=colour)
+    noisy = np.asarray(image, dtype=np.float32) + rng.normal(0, 4, (size, size, 3))
     return Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8)), placed
 
 
 def _background(size: int, rng: np.random.Generator) -> np.ndarray:
-    a, b = rng.uniform(0, 255, 3), rng.uniform(0, 255, 3)
+    """A random colour with a gentle linear gradient (at most +-30 per channel) in a random direction."""
+    base, delta = rng.uniform(30, 225, 3), rng.uniform(-30, 30, 3)
     angle = rng.uniform(0, 2 * math.pi)
     yy, xx = np.mgrid[0:size, 0:size] / max(size - 1, 1)
-    t = (np.cos(angle) * xx + np.sin(angle) * yy)
-    t = (t - t.min()) / max(t.max() - t.min(), 1e-6)
-    return (a * (1 - t[..., None]) + b * t[..., None]).astype(np.uint8)
+    t = np.cos(angle) * xx + np.sin(angle) * yy
+    t = (t - t.min()) / max(t.max() - t.min(), 1e-6) - 0.5
+    return np.clip(base + 2 * delta * t[..., None], 0, 255).astype(np.uint8)
 
 
-def _colour(bg_mean: np.ndarray, rng: np.random.Generator) -> tuple[int, int, int]:
-    """A random colour at least 80 (RGB distance) away from the background's mean, so every shape is visible."""
+def _colour(used: list[np.ndarray], rng: np.random.Generator) -> tuple[int, int, int]:
+    """A random colour at least 100 (RGB distance) from the background and the shapes already drawn (the best of
+    50 draws otherwise), so every shape and every occlusion edge is visible."""
+    best, best_dist = None, -1.0
     for _ in range(50):
         c = rng.integers(0, 256, 3)
-        if np.linalg.norm(c - bg_mean) > 80:
+        dist = min(float(np.linalg.norm(c - u)) for u in used)
+        if dist > best_dist:
+            best, best_dist = c, dist
+        if dist >= 100:
             break
-    return tuple(int(v) for v in c)
+    return tuple(int(v) for v in best)
 
 
 def _shape(cat_id: int, size: int, min_ext: int, max_ext: int, rng: np.random.Generator) -> list[float]:

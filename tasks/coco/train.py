@@ -29,7 +29,7 @@ from ..common import (
     save_config,
     write_metrics,
 )
-from ..common.callbacks import EpochPrinter
+from ..common.callbacks import EpochPrinter, RefreshLastCheckpoint
 from ..common.launch import is_rank_zero, release_run_dir, shared_run_dir
 from ..common.rundir import atomic_write_text
 from .data import STAT_NAMES, CocoInstances, collate, resolve_split
@@ -46,16 +46,19 @@ COCO_PRESET: dict[str, Any] = dict(
     min_size=list(range(480, 801, 32)), max_size=1333, anchor_sizes=[32, 64, 128, 256, 512],
     rpn_pre_nms_train=2000, rpn_post_nms_train=2000, rpn_pre_nms_test=1000, rpn_post_nms_test=1000,
     box_batch_size=512, box_head_dim=1024, mask_head_dim=256, mask_head_layers=4, detections_per_img=100,
+    head_norm="none", box_head_convs=0, roi_canonical_scale=224,
     epochs=12, batch_size=2, lr=1e-4, weight_decay=0.05, warmup_steps=500, schedule="step",
-    milestones=[8 / 12, 11 / 12], flip=True,
+    milestones=[8 / 12, 11 / 12], flip=True, val_every=1,
 )
-# Synthetic shapes at 128 px: a 4-stage FocalNet with C=32, depths 1-1-2-1, narrow FPN and heads.
+# Synthetic shapes at 128 px, from scratch: a 4-stage FocalNet with C=32, depths 1-1-2-1, narrow FPN and heads,
+# anchors and RoI-level mapping scaled to the small images (canonical scale 56: objects pooled from the level
+# where they span ~4-7 cells, as 224 does for COCO-sized images).
 SYNTHETIC_PRESET: dict[str, Any] = dict(
     COCO_PRESET, backbone_arg=["embed_dim=32", "depths=[1,1,2,1]", "drop_path_rate=0.0"], fpn_channels=64,
     min_size=[128], max_size=128, anchor_sizes=[8, 16, 32, 64, 128], rpn_pre_nms_train=300, rpn_post_nms_train=150,
-    rpn_pre_nms_test=300, rpn_post_nms_test=100, box_batch_size=64, box_head_dim=256, mask_head_dim=64,
-    mask_head_layers=2, detections_per_img=30, epochs=8, batch_size=8, lr=1e-3, warmup_steps=50,
-    schedule="cosine",
+    rpn_pre_nms_test=300, rpn_post_nms_test=100, box_batch_size=64, box_head_dim=256, mask_head_dim=32,
+    mask_head_layers=1, detections_per_img=30, roi_canonical_scale=56,
+    epochs=24, batch_size=4, lr=1e-3, warmup_steps=50, schedule="cosine", val_every=4,
 )
 
 
@@ -99,6 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--mask-head-dim", type=int, help="mask head conv width")
     m.add_argument("--mask-head-layers", type=int, help="mask head conv layers")
     m.add_argument("--detections-per-img", type=int, help="detections kept per image")
+    m.add_argument("--head-norm", choices=("none", "gn"), help="GroupNorm in FPN, box and mask heads (needed to "
+                   "train from scratch, He et al. 2019) or none (Mask R-CNN 1x with a pretrained backbone)")
+    m.add_argument("--roi-canonical-scale", type=int, help="RoI size pooled from the stride-16 FPN level (FPN "
+                   "eq. 1: level = 4 + log2(size / scale)); 224 for COCO-sized images, smaller for small images")
+    m.add_argument("--box-head-convs", type=int, help="3x3 convs before the box head's FC (torchvision v2 head); "
+                   "0: the classic two-FC head")
     o = p.add_argument_group("optimisation")
     o.add_argument("--epochs", type=int, help="training epochs")
     o.add_argument("--batch-size", type=int, help="images per device per step")
@@ -108,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--schedule", choices=("step", "cosine"), help="after warm-up: x0.1 at --milestones, or cosine")
     o.add_argument("--milestones", type=float, nargs="+", help="step schedule: fractions of training")
     o.add_argument("--grad-clip", type=float, default=None, help="gradient norm clip (default: none)")
-    o.add_argument("--val-every", type=int, default=1, help="evaluate every N epochs (and always at the end)")
+    o.add_argument("--val-every", type=int, help="evaluate every N epochs (and always at the end)")
     add_common_args(p, TASK)
     return p
 
@@ -147,7 +156,8 @@ def resolve_args(args: argparse.Namespace, run_dir: Path) -> argparse.Namespace:
         if is_rank_zero():
             print(f"no --data: writing the synthetic shapes set ({args.synthetic_train} train / {args.synthetic_val} "
                   f"val images, {args.synthetic_size} px) to {root}", flush=True)
-        make_shapes_dataset(root, args.synthetic_train, args.synthetic_val, args.synthetic_size, seed=args.seed)
+        make_shapes_dataset(root, args.synthetic_train, args.synthetic_val, args.synthetic_size, seed=args.seed,
+                            wait_seconds=0 if is_rank_zero() else 900)  # other ranks wait for rank 0's files
     else:
         root = args.data
     args.data_root = str(root)
@@ -176,6 +186,9 @@ def detector_config(args: argparse.Namespace) -> dict[str, Any]:
         mask_head_dim=args.mask_head_dim,
         mask_head_layers=args.mask_head_layers,
         detections_per_img=args.detections_per_img,
+        head_norm=args.head_norm,
+        box_head_convs=args.box_head_convs,
+        roi_canonical_scale=args.roi_canonical_scale,
     )
 
 
@@ -239,7 +252,8 @@ def _train(args: argparse.Namespace, run_dir: Path, ckpt: Path | None) -> dict[s
         print(f"model: {args.detector} + {args.backbone} ({backbone_m:.2f} M backbone, {params_m:.2f} M total)")
     trainer = build_trainer(args, run_dir, args.epochs, monitor="val/bbox_AP", mode="max",
                             gradient_clip_val=args.grad_clip, check_val_every_n_epoch=args.val_every,
-                            callbacks=[EpochPrinter(["val/bbox_AP", "val/bbox_AP50", "val/segm_AP50"])])
+                            callbacks=[EpochPrinter(["val/bbox_AP", "val/bbox_AP50", "val/segm_AP50"]),
+                                       RefreshLastCheckpoint()])
     start = time.perf_counter()
     trainer.fit(module, make_loader(train_set, args, True), make_loader(val_set, args, False), ckpt_path=ckpt)
     train_seconds = time.perf_counter() - start
