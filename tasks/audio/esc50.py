@@ -32,7 +32,7 @@ from tasks.common import (
     save_config,
     write_metrics,
 )
-from tasks.common.callbacks import EpochPrinter
+from tasks.common.callbacks import EpochPrinter, RefreshLastCheckpoint
 from tasks.common.csvlog import merge_csv_logs, set_aside_csv_log
 from tasks.common.launch import is_rank_zero, release_run_dir, shared_run_dir
 from tasks.common.reports import save_classification_report
@@ -358,7 +358,8 @@ def run_split(args, split: Split, index: ESC50Index, feats: torch.Tensor, fcfg: 
     # cv: no model selection on the held-out fold; monitoring "step" keeps the latest weights (Lightning writes
     # last.ckpt only alongside a top-k save, so monitor=None would leave no checkpoint to resume from).
     trainer = build_trainer(args, split_dir, args.epochs, monitor="val/acc" if paper else "step",
-                            callbacks=[ThroughputLogger(), EpochPrinter(["train/acc", "val/acc"])])
+                            callbacks=[ThroughputLogger(), EpochPrinter(["train/acc", "val/acc"]),
+                                       RefreshLastCheckpoint()])
     if ckpt is not None and trainer.is_global_zero:
         set_aside_csv_log(split_dir)  # Lightning's CSVLogger would restart metrics.csv; merged back below
     start = time.perf_counter()
