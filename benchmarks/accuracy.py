@@ -65,7 +65,7 @@ TASKS = {
         "volumes", "tasks.medical.train", "synthetic Decathlon-layout volumes (tasks.medical, 3D segmentation)",
         {"focal_unet": ("--model", "focal_unet"), "focal_unet+gnconv": ("--model", "focal_unet", "--mixer", "gnconv"),
          "unet": ("--model", "unet"), "swin_unetr": ("--model", "swin_unetr")},
-        ("--max-steps", 20, 300),
+        ("--max-steps", 20, 200),
         ("dice",),
         ("--no-predict", "--no-progress"),
     ),
