@@ -27,6 +27,7 @@ from tasks.common.rundir import atomic_write_text
 from . import accuracy, measure, plots, scaling
 from ._timing import cpu_model, set_threads
 from .flops import CONVENTION
+from .progress import Progress
 
 RESULTS_DIR = measure.REPO_ROOT / "benchmarks" / "results"
 REFERENCE_MODEL = "focalnet_tiny_srf"  # timm's FocalNet: the ratio column is relative to it when measured
@@ -103,6 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "optimiser steps for volumes); default per task (quick: 1 epoch / 20 steps)")
     p.add_argument("--accuracy-timeout", type=float, default=1800.0, help="seconds allowed per accuracy run")
     p.add_argument("--out", type=Path, default=None, help="output directory (default: runs/bench/<timestamp>)")
+    p.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR",
+                   help="continue a stopped report run in RUN_DIR: repeat its command with --resume; measurements "
+                        "recorded in RUN_DIR/progress.jsonl with the same settings are reused, the rest measured")
     p.add_argument("--publish", action="store_true",
                    help="also copy report.md, the CSVs and the plots to benchmarks/results/<device>/ (committed)")
     return p
@@ -300,7 +304,9 @@ def write_report(out: Path, env: dict[str, str], s: measure.Settings, plan: dict
         f"- **sweeps**: per-config time limit {plan['time_limit']:.0f} s; primitives at width 64 (heads of 32 "
         "channels; focal levels 2; gnConv order 3; windows 49 / 7x7 / 7x7x7 in 1D/2D/3D)",
         f"- **command**: `{' '.join(['python -m benchmarks.report', *plan.get('argv', [])])}`"
-        f" (total runtime {runtime_s / 60:.1f} min; load average at the end {_loadavg()})",
+        f" (total runtime {runtime_s / 60:.1f} min"
+        + (f" after resuming, {plan['reused']} measurements reused from progress.jsonl" if plan.get("reused") else "")
+        + f"; load average at the end {_loadavg()})",
         "- Other processes share the machine (see the load averages, cores visible above); compare ratios within "
         "one report, not absolute numbers across reports.",
         "",
@@ -380,19 +386,29 @@ def run(argv: Sequence[str] | None = None) -> Path:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
         torch.backends.cudnn.benchmark = True
-    out = make_run_dir("bench", args.out)
+    if args.resume is not None:
+        if not (args.resume / Progress.FILENAME).is_file():
+            raise TaskError(f"--resume: {args.resume} has no {Progress.FILENAME} (not a report run directory)")
+        if args.out is not None and args.out.resolve() != args.resume.resolve():
+            raise TaskError("--resume writes into the run it continues: drop --out or give the same directory")
+    out = make_run_dir("bench", args.resume or args.out)
+    progress = Progress(out, resume=args.resume is not None)
     save_config(out, {**vars(args), "resolved": {**s.__dict__, **{k: v for k, v in plan.items() if k != "sweep"}}})
     start = time.perf_counter()
     env = environment(s)
     print(f"benchmark -> {out} ({s.device}, {s.tag()}, batch {s.batch_size})", flush=True)
 
     bench_rows = []
+    model_sig = dict(settings=s.__dict__)
     for name in plan["models"]:
         t0 = time.perf_counter()
-        row = measure.bench_model(measure.ModelRequest(name), s)
+        stored = progress.get("model", name, model_sig)
+        row = stored[0] if stored else measure.bench_model(measure.ModelRequest(name), s)
+        if not stored and not str(row["status"]).startswith("error"):
+            progress.add("model", name, model_sig, [row])
         bench_rows.append(row)
         print(f"  {name}: {row.get('infer_samples_per_sec', '–')} img/s, {row.get('infer_gmacs', '–')} GMACs, "
-              f"{row['status']} ({time.perf_counter() - t0:.0f} s)", flush=True)
+              f"{row['status']} ({'reused' if stored else f'{time.perf_counter() - t0:.0f} s'})", flush=True)
     write_csv(out / "benchmark.csv", bench_rows, measure.BENCH_COLUMNS)
 
     sweep_rows: list[dict[str, Any]] = []
@@ -402,7 +418,14 @@ def run(argv: Sequence[str] | None = None) -> Path:
         series = scaling.primitive_series(prim_sizes) + scaling.model_series(model_names, model_sizes)
         for ser in series:
             t0 = time.perf_counter()
-            scaling.run_series(ser, s, plan["time_limit"])
+            key = f"{ser.kind}/{ser.name}/{ser.spatial_dims}D"
+            sig = dict(settings=s.__dict__, time_limit=plan["time_limit"], sizes=ser.sizes)
+            stored = progress.get("sweep", key, sig)
+            if stored is not None:
+                ser.rows = stored
+            else:
+                scaling.run_series(ser, s, plan["time_limit"])
+                progress.add("sweep", key, sig, ser.rows)
             sweep_rows += ser.rows
             marks = ", ".join(f"{r['size']}:{r.get('time_ms', r.get('status'))}" for r in ser.rows)
             print(f"  sweep {ser.kind} {ser.name} {ser.spatial_dims}D: {marks} ({time.perf_counter() - t0:.0f} s)",
@@ -414,7 +437,7 @@ def run(argv: Sequence[str] | None = None) -> Path:
     acc_rows = None
     if plan["accuracy"]:
         acc_rows = accuracy.run_accuracy(args.accuracy_tasks, out, args.quick, args.accuracy_timeout,
-                                         args.accuracy_budget)
+                                         args.accuracy_budget, progress=progress)
         write_csv(out / "accuracy.csv", acc_rows, accuracy.ACCURACY_COLUMNS)
         for r in acc_rows:
             print(f"  accuracy {r['task']} {r['model']}: {r.get('score', '–')} ({r['status']})", flush=True)
@@ -429,6 +452,7 @@ def run(argv: Sequence[str] | None = None) -> Path:
             images[f"{kind}_memory"] = plots.scaling_plot(
                 sweep_rows, slope_rows, kind, out / f"scaling_{kind}s_memory.png", value="peak_mem_mib",
                 ylabel="peak allocated MiB, batch 1")
+    plan["reused"] = progress.reused
     report = write_report(out, env, s, plan, bench_rows, sweep_rows, slope_rows, acc_rows, images,
                           time.perf_counter() - start)
     print(f"report: {report} ({(time.perf_counter() - start) / 60:.1f} min)")

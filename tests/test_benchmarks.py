@@ -137,6 +137,42 @@ def test_report_cli_writes_csv_markdown_and_publishes(tmp_path, monkeypatch):
     assert {r["name"] for r in sweep} == set(scaling.PRIMITIVES) and all(r["status"] == "ok" for r in sweep)
 
 
+def test_report_resume_reuses_recorded_measurements_and_redoes_the_rest(tmp_path, monkeypatch):
+    monkeypatch.setattr(report, "FULL_SWEEP", ({2: [4, 8]}, {}, {}))
+    out = tmp_path / "run"
+    common = ["--models", "resnet18", "--device", "cpu", "--img-size", "32", "--batch-size", "2", "--warmup", "0",
+              "--no-memory", "--no-accuracy", "--time-limit", "5", "--threads", "1"]
+    argv = [*common, "--repeats", "1"]
+    report.run([*argv, "--out", str(out)])
+    log = out / "progress.jsonl"
+    lines = log.read_text().splitlines()
+    assert len(lines) == 1 + len(scaling.PRIMITIVES)  # the model + one series per primitive
+    log.write_text("\n".join(lines[:-1]) + "\n" + lines[-1][:20])  # a crash while writing the last line
+
+    calls = {"model": 0, "sweep": 0}
+    real_bench, real_series = measure.bench_model, scaling.run_series
+
+    def count(kind, fn):
+        def wrapped(*args, **kwargs):
+            calls[kind] += 1
+            return fn(*args, **kwargs)
+        return wrapped
+
+    monkeypatch.setattr(measure, "bench_model", count("model", real_bench))
+    monkeypatch.setattr(scaling, "run_series", count("sweep", real_series))
+    text = report.run([*argv, "--resume", str(out)]).read_text()
+    assert calls == {"model": 0, "sweep": 1}  # only the series whose line was cut is measured again
+    assert f"{len(lines) - 1} measurements reused" in text and "| resnet18 | timm | 32 |" in text
+    report.run([*common, "--repeats", "2", "--resume", str(out)])  # other settings: everything re-measured
+    assert calls == {"model": 1, "sweep": 1 + len(scaling.PRIMITIVES)}
+
+
+def test_report_resume_needs_a_report_run(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        report.main(["--device", "cpu", "--resume", str(tmp_path)])
+    assert exc.value.code == 2 and "has no progress.jsonl" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--device", "tpu"], "--device must be cpu, cuda or cuda:N"),
     (["--device", "cpu", "--amp", "--dtype", "float32"], "--amp needs --dtype bfloat16 or float16"),
@@ -190,6 +226,26 @@ def test_accuracy_runs_task_cli_and_reads_metrics(tmp_path, monkeypatch):
     assert rows[2]["status"] == "error: error: --model bad is not supported"
     assert rows[3]["model"] == "all" and rows[3]["status"] == "n/a (task not available)"
     assert accuracy.find_metric({"test": {"acc_mean": 0.9}}, ("top1",)) == ("test/acc_mean", 0.9)
+
+
+def test_accuracy_resume_keeps_finished_runs_and_retries_failed_ones(tmp_path, monkeypatch):
+    from benchmarks.progress import Progress
+
+    (tmp_path / "fake_task_cli.py").write_text(FAKE_TASK)
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    fake = accuracy.AccuracyTask("fake", "fake_task_cli", "fake data", accuracy._models("good", "bad"),
+                                 ("--epochs", 1, 5), ("val/top1",))
+    monkeypatch.setattr(accuracy, "TASKS", {"fake": fake})
+    monkeypatch.setattr(accuracy, "task_available", lambda module: True)
+    out = tmp_path / "out"
+    first = accuracy.run_accuracy(["fake"], out, quick=False, timeout_s=60, progress=Progress(out, resume=False))
+    assert [r["status"] for r in first] == ["ok", "error: error: --model bad is not supported"]
+    (tmp_path / "fake_task_cli.py").unlink()  # a rerun of any model would now fail differently
+    again = accuracy.run_accuracy(["fake"], out, quick=False, timeout_s=60, progress=Progress(out, resume=True))
+    assert again[0] == first[0]  # reused, not rerun
+    assert again[1]["status"].startswith("error") and "No module named fake_task_cli" in again[1]["status"]
+    fresh = accuracy.run_accuracy(["fake"], out, quick=False, timeout_s=60, progress=Progress(out, resume=False))
+    assert fresh[0]["status"].startswith("error")  # resume=False starts over
 
 
 def test_cpu_fastpath_compare_forces_the_plain_path():
