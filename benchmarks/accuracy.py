@@ -21,7 +21,7 @@ from typing import Any
 from .measure import REPO_ROOT
 from .progress import Progress
 
-ACCURACY_COLUMNS = ["task", "dataset", "model", "budget", "metric", "score", "train_time_s", "status"]
+ACCURACY_COLUMNS = ["task", "dataset", "model", "params_M", "budget", "metric", "score", "train_time_s", "status"]
 
 
 @dataclass(frozen=True)
@@ -115,6 +115,18 @@ def find_metric(metrics: dict[str, Any], keys: tuple[str, ...]) -> tuple[str, fl
     return None
 
 
+def find_params_m(metrics: dict[str, Any]) -> float | None:
+    """The model's parameter count in millions from a task's metrics.json (`params_m`, or `params` / `model.params`
+    as a count), else None."""
+    if isinstance(metrics.get("params_m"), (int, float)):
+        return round(float(metrics["params_m"]), 3)
+    model = metrics.get("model")
+    for count in (metrics.get("params"), model.get("params") if isinstance(model, dict) else None):
+        if isinstance(count, (int, float)) and not isinstance(count, bool):
+            return round(count / 1e6, 3)
+    return None
+
+
 def run_accuracy(tasks: list[str], out_dir: Path, quick: bool, timeout_s: float, budget: int | None = None,
                  progress: Progress | None = None) -> list[dict[str, Any]]:
     """Train each task's models on the same budget and collect one row per run (see `ACCURACY_COLUMNS`).
@@ -166,8 +178,9 @@ def _run_one(task: AccuracyTask, cmd: list[str], run_dir: Path, row: dict[str, A
         tail = (proc.stderr.strip().splitlines() or ["no metrics.json written"])[-1][:160]
         row["status"] = f"error: {tail}"
         return
-    found = find_metric(json.loads(metrics_file.read_text()), task.metric_keys)
+    metrics = json.loads(metrics_file.read_text())
+    found = find_metric(metrics, task.metric_keys)
     if found is None:
         row["status"] = "error: no accuracy/dice key in metrics.json"
         return
-    row.update(metric=found[0], score=round(found[1], 4), status="ok")
+    row.update(metric=found[0], score=round(found[1], 4), params_M=find_params_m(metrics), status="ok")

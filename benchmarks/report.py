@@ -351,11 +351,15 @@ def write_report(out: Path, env: dict[str, str], s: measure.Settings, plan: dict
     if acc_rows is None:
         lines += ["Not run (pass `--accuracy`).", ""]
     else:
-        body = [[r["task"], r["dataset"], r["model"], r.get("budget"), r.get("metric"), r.get("score"),
-                 r.get("train_time_s"), r.get("status")] for r in acc_rows]
+        datasets = {r["task"]: r["dataset"] for r in acc_rows}
+        body = [[r["task"], r["model"], r.get("params_M"), r.get("budget"), r.get("metric"),
+                 None if r.get("score") is None else f"{r['score']:.4f}", r.get("train_time_s"), r.get("status")]
+                for r in acc_rows]
         lines += ["Each task trains every model with the same budget, data, recipe and seed (the task CLI's "
-                  "defaults); scores are the task's validation metric from its metrics.json.", "",
-                  md_table(["task", "dataset", "model", "budget", "metric", "score", "train s", "status"], body), ""]
+                  "defaults); scores are the task's validation metric from its metrics.json (single runs, seed 0: "
+                  "no spread was measured). Datasets: " + "; ".join(f"{k}: {v}" for k, v in datasets.items()) + ".",
+                  "", md_table(["task", "model", "params (M)", "budget", "metric", "score", "train s", "status"],
+                               body), ""]
     path = out / "report.md"
     atomic_write_text(path, "\n".join(lines))
     return path

@@ -207,7 +207,8 @@ if a.model == "bad":
     sys.exit("error: --model bad is not supported")
 pathlib.Path(a.out).mkdir(parents=True, exist_ok=True)
 score = {"good": 0.5, "better": 0.75}[a.model] * a.epochs
-pathlib.Path(a.out, "metrics.json").write_text(json.dumps({"val": {"top1": score}, "epochs": a.epochs}))
+pathlib.Path(a.out, "metrics.json").write_text(json.dumps({"val": {"top1": score}, "epochs": a.epochs,
+                                                           "model": {"name": a.model, "params": 2_500_000}}))
 '''
 
 
@@ -222,7 +223,9 @@ def test_accuracy_runs_task_cli_and_reads_metrics(tmp_path, monkeypatch):
     rows = accuracy.run_accuracy(["fake", "gone"], tmp_path / "out", quick=False, timeout_s=60)
     got = [(r["model"], r.get("score"), r["status"]) for r in rows[:2]]
     assert got == [("good", 2.5, "ok"), ("better", 3.75, "ok")]
-    assert rows[0]["budget"] == "--epochs 5" and rows[0]["metric"] == "val/top1"
+    assert rows[0]["budget"] == "--epochs 5" and rows[0]["metric"] == "val/top1" and rows[0]["params_M"] == 2.5
+    assert accuracy.find_params_m({"params_m": 0.8106}) == 0.811 and accuracy.find_params_m({"params": 4080000}) == 4.08
+    assert accuracy.find_params_m({"model": "vit"}) is None
     assert rows[2]["status"] == "error: error: --model bad is not supported"
     assert rows[3]["model"] == "all" and rows[3]["status"] == "n/a (task not available)"
     assert accuracy.find_metric({"test": {"acc_mean": 0.9}}, ("top1",)) == ("test/acc_mean", 0.9)
