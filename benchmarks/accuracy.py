@@ -70,7 +70,24 @@ TASKS = {
         ("dice",),
         ("--no-predict", "--no-progress"),
     ),
+    # Opt-in (`--accuracy-tasks ... shapes`: ~11 min per backbone on one CPU core): Mask R-CNN on the synthetic
+    # shapes, the same detector and recipe with four 4-stage backbones of C = 32, depths 1-1-2-1, from scratch.
+    "shapes": AccuracyTask(
+        "shapes", "tasks.coco.train", "synthetic COCO-format shapes (tasks.coco, Mask R-CNN + FPN)",
+        {"focalnet": ("--backbone", "focalnet_tiny_srf"),  # the task's synthetic preset
+         "hornet": ("--backbone", "focalmod_hornet_tiny_7x7", "--backbone-arg", "embed_dim=32", "--backbone-arg",
+                    "depths=[1,1,2,1]", "--backbone-arg", "drop_path_rate=0.0"),
+         "convnext": ("--backbone", "convnext_atto", "--backbone-arg", "dims=[32,64,128,256]", "--backbone-arg",
+                      "depths=[1,1,2,1]"),
+         "swin": ("--backbone", "swin_tiny_patch4_window7_224", "--backbone-arg", "embed_dim=32", "--backbone-arg",
+                  "depths=[1,1,2,1]", "--backbone-arg", "num_heads=[1,2,4,8]", "--backbone-arg", "window_size=4",
+                  "--backbone-arg", "drop_path_rate=0.0")},
+        ("--epochs", 2, 24),
+        ("bbox/AP50",),
+        ("--no-progress",),
+    ),
 }
+DEFAULT_TASKS = ["digits", "sounds", "volumes"]
 
 
 def task_models(task: AccuracyTask) -> dict[str, tuple[str, ...]]:

@@ -265,3 +265,20 @@ def test_cpu_fastpath_compare_forces_the_plain_path():
         assert fp.cpu_path(x, weight, torch.nn.Identity()) == fp.FUSED
     results = cpu_fastpath.main(["--img-size", "32", "--batch-size", "1", "--repeats", "1", "--warmup", "0"])
     assert set(results) == {"inference", "train"} and all(f > 0 and p > 0 for f, p in results.values())
+
+
+@pytest.mark.slow
+def test_shapes_accuracy_rows_build_every_backbone(tmp_path, monkeypatch):
+    """The opt-in detection comparison: each backbone's arguments reach tasks.coco.train and give a bbox AP50 row
+    (1 epoch on 8 images here; the real budget is 24 epochs on 400)."""
+    import dataclasses
+
+    tiny = ("--synthetic-train", "8", "--synthetic-val", "4", "--synthetic-size", "64", "--min-size", "64",
+            "--max-size", "64", "--batch-size", "4", "--warmup-steps", "1", "--accelerator", "cpu", "--devices", "1")
+    shapes = dataclasses.replace(accuracy.TASKS["shapes"], extra_args=(*accuracy.TASKS["shapes"].extra_args, *tiny))
+    monkeypatch.setattr(accuracy, "TASKS", {"shapes": shapes})
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    rows = accuracy.run_accuracy(["shapes"], tmp_path, quick=True, timeout_s=300, budget=1)
+    assert [r["model"] for r in rows] == ["focalnet", "hornet", "convnext", "swin"]
+    assert all(r["status"] == "ok" and r["metric"] == "bbox/AP50" and 0 <= r["score"] <= 1 for r in rows), rows
+    assert len({r["params_M"] for r in rows}) == 4  # four different backbones were built
