@@ -204,6 +204,7 @@ def test_coco_evaluate_perfect_empty_and_missing_area_ranges(shapes: Path) -> No
         ("focalnet_tiny_srf", TINY, [16, 32, 64, 128]),
         ("resnet50", {}, [256, 512, 1024, 2048]),
         ("convnext_atto", {}, [40, 80, 160, 320]),
+        ("resnet18", {}, [64, 128, 256, 512]),  # timm: feature maps from stride 2, the builder maps by stride
     ],
 )
 def test_backbone_builder_channels_strides_and_fpn(name: str, kwargs: dict, channels: list[int]) -> None:

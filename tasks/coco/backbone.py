@@ -173,7 +173,17 @@ def _timm(
         kwargs.setdefault("strict_img_size", False)  # any input size (padded to windows inside timm)
     if checkpoint is not None:  # timm reads a local file through the pretrained-cfg overlay: no download
         kwargs.update(pretrained=True, pretrained_cfg_overlay={"file": str(checkpoint)})
-    body = timm.create_model(name, features_only=True, out_indices=out_indices, **kwargs)
+    # `out_indices` count pyramid levels from stride 4; timm's count its feature maps, which start at stride 2 for
+    # ResNets and similar stems: map by stride.
+    wanted = [4 * 2**i for i in out_indices]
+    body = timm.create_model(name, features_only=True, **kwargs)
+    reductions = body.feature_info.reduction()
+    missing = [r for r in wanted if r not in reductions]
+    if missing:
+        raise TaskError(f"--backbone {name}: no feature map at stride {missing} (timm gives strides {reductions})")
+    indices = [reductions.index(r) for r in wanted]
+    if indices != list(range(len(reductions))):
+        body = timm.create_model(name, features_only=True, out_indices=indices, **kwargs)
     info = body.feature_info
     nhwc = str(getattr(body, "output_fmt", "NCHW")).endswith("NHWC")
     return PyramidBackbone(body, info.channels(), info.reduction(), channels_last_output=nhwc, **fpn)
