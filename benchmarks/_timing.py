@@ -1,21 +1,17 @@
-"""Reusable timing helpers: interleaved repeats with warm-up, medians, and the environment a number came from.
+"""Timing helpers of the benchmarks: thread count, medians, and the environment a number came from.
 
-On a shared CPU the wall time of one call drifts with the load of other processes. `interleave` runs the
-candidates round-robin (A, B, A, B, ...), so drift hits every candidate alike, and the median over repeats drops
-the calls that were preempted. `cpu` timing (process CPU time) is an alternative that ignores time spent
-descheduled but counts OpenMP spin-waits.
+`time_call` and `interleave` (round-robin repeats with warm-up, wall or process CPU time) live in
+`tasks.common.measure`, shared with the tasks' comparison tables, and are re-exported here.
 """
 from __future__ import annotations
 
 import os
 import platform
 import statistics
-import time
-from typing import Callable
 
 import torch
 
-TIMERS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time.process_time}
+from tasks.common.measure import TIMERS, interleave, time_call  # noqa: F401  (re-exported)
 
 
 def set_threads(threads: int | None) -> int:
@@ -25,43 +21,6 @@ def set_threads(threads: int | None) -> int:
             raise ValueError(f"threads must be >= 1, got {threads}")
         torch.set_num_threads(threads)
     return torch.get_num_threads()
-
-
-def time_call(fn: Callable[[], object], timer: str = "wall", sync: Callable[[], None] | None = None) -> float:
-    """Seconds one call of `fn` takes (`sync` runs before reading the clock, e.g. `torch.cuda.synchronize`)."""
-    clock = TIMERS[timer]
-    start = clock()
-    fn()
-    if sync is not None:
-        sync()
-    return clock() - start
-
-
-def interleave(
-    fns: dict[str, Callable[[], object]],
-    repeats: int = 5,
-    warmup: int = 1,
-    timer: str = "wall",
-    sync: Callable[[], None] | None = None,
-) -> dict[str, list[float]]:
-    """Per-call seconds of each function, `repeats` rounds after `warmup` rounds, calls alternating by round.
-
-    The order within a round alternates too (A, B then B, A), so neither candidate always runs right after the
-    other's allocations.
-    """
-    if timer not in TIMERS:
-        raise ValueError(f"timer must be one of {sorted(TIMERS)}, got {timer!r}")
-    if repeats < 1 or warmup < 0:
-        raise ValueError(f"repeats must be >= 1 and warmup >= 0, got repeats={repeats}, warmup={warmup}")
-    names = list(fns)
-    times: dict[str, list[float]] = {name: [] for name in names}
-    for round_idx in range(warmup + repeats):
-        order = names if round_idx % 2 == 0 else names[::-1]
-        for name in order:
-            seconds = time_call(fns[name], timer, sync)
-            if round_idx >= warmup:
-                times[name].append(seconds)
-    return times
 
 
 def median(values: list[float]) -> float:

@@ -1,4 +1,5 @@
-"""Step time and peak memory for task summaries and comparison tables (medians, warm-up excluded).
+"""Step time, interleaved timing and peak memory for task summaries, comparison tables and `benchmarks/`
+(medians, warm-up excluded).
 
 Peak memory is `torch.cuda.max_memory_allocated` on a GPU and the process's peak resident set size on CPU
 (`resource.getrusage`, which cannot be reset: measure one model per process for a fair CPU comparison).
@@ -20,7 +21,8 @@ from lightning.pytorch.callbacks import Callback
 
 from .rundir import atomic_write_text
 
-__all__ = ["StepTimer", "interleaved_step_times", "peak_memory_mb", "reset_peak_memory", "write_table"]
+__all__ = ["TIMERS", "StepTimer", "interleave", "interleaved_step_times", "peak_memory_mb", "reset_peak_memory",
+           "time_call", "write_table"]
 
 
 def reset_peak_memory(device: torch.device | str | None = None) -> None:
@@ -69,26 +71,67 @@ class StepTimer(Callback):
         return statistics.median(timed) if timed else float("nan")
 
 
+TIMERS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
+def time_call(fn: Callable[[], object], timer: str = "wall", sync: Callable[[], None] | None = None) -> float:
+    """Seconds one call of `fn` takes (`sync` runs before reading the clock, e.g. `torch.cuda.synchronize`)."""
+    clock = TIMERS[timer]
+    start = clock()
+    fn()
+    if sync is not None:
+        sync()
+    return clock() - start
+
+
+def interleave(
+    fns: dict[str, Callable[[], object]],
+    repeats: int = 5,
+    warmup: int = 1,
+    timer: str = "wall",
+    sync: Callable[[], None] | None = None,
+) -> dict[str, list[float]]:
+    """Per-call seconds of each function, `repeats` rounds after `warmup` rounds, calls alternating by round.
+
+    On a shared machine the time of one call drifts with other processes' load; running the candidates
+    round-robin makes the drift hit all of them alike, and the median over repeats drops preempted calls. The
+    order within a round alternates too (A, B then B, A), so no candidate always runs right after another's
+    allocations. `timer='cpu'` (process CPU time) ignores time spent descheduled but counts OpenMP spin-waits.
+    """
+    if timer not in TIMERS:
+        raise ValueError(f"timer must be one of {sorted(TIMERS)}, got {timer!r}")
+    if repeats < 1 or warmup < 0:
+        raise ValueError(f"repeats must be >= 1 and warmup >= 0, got repeats={repeats}, warmup={warmup}")
+    names = list(fns)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for round_idx in range(warmup + repeats):
+        order = names if round_idx % 2 == 0 else names[::-1]
+        for name in order:
+            seconds = time_call(fns[name], timer, sync)
+            if round_idx >= warmup:
+                times[name].append(seconds)
+    return times
+
+
 def interleaved_step_times(models: dict[str, torch.nn.Module], loss_fn: Callable[[torch.nn.Module], torch.Tensor],
                            repeats: int = 5, warmup: int = 1) -> dict[str, float]:
     """Median seconds of one training step (loss, backward, AdamW step) per model, the models taking turns in
-    each round so that load changes on a shared machine hit all of them alike."""
-    optimizers = {name: torch.optim.AdamW(m.parameters(), lr=1e-4) for name, m in models.items()}
-    times: dict[str, list[float]] = {name: [] for name in models}
-    for round_ in range(warmup + repeats):
-        for name, model in models.items():
+    each round (`interleave`) so that load changes on a shared machine hit all of them alike."""
+
+    def step(model: torch.nn.Module) -> Callable[[], None]:
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+        def run() -> None:
             model.train()
-            device = next(model.parameters()).device
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            start = time.perf_counter()
             loss_fn(model).backward()
-            optimizers[name].step()
-            optimizers[name].zero_grad(set_to_none=True)
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            if round_ >= warmup:
-                times[name].append(time.perf_counter() - start)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+
+        return run
+
+    cuda = any(next(m.parameters()).device.type == "cuda" for m in models.values())
+    times = interleave({name: step(m) for name, m in models.items()}, repeats, warmup,
+                       sync=torch.cuda.synchronize if cuda else None)
     return {name: statistics.median(t) for name, t in times.items()}
 
 
