@@ -83,7 +83,9 @@ class FocalModulation(nn.Module):
         """`x`: `(B, dim, *S)`. Returns `(B, dim, *S)`, or `(out, {"gates", "modulator"})` with `return_maps`."""
         if not torch.jit.is_scripting():
             check_channels_first(type(self).__name__, x, self.dim, self.spatial_dims)
-        out, maps = self.forward_channels_last(to_channels_last(x))
+        # One copy for channels-first memory (free for channels-last memory, e.g. inside FocalNet): the three
+        # projections would otherwise each gather the strided view (measured 3.6x slower at 224x224x64).
+        out, maps = self.forward_channels_last(to_channels_last(x).contiguous())
         out = to_channels_first(out)
         return (out, maps) if return_maps else out
 
