@@ -128,3 +128,25 @@ def test_run_main_turns_task_errors_into_one_line(capsys):
         run_main(main, [])
     assert exit_info.value.code == 2
     assert capsys.readouterr().err == "error: --data: folder not found: /nowhere\n"
+
+
+def test_threads_option_is_common_and_applied():
+    import argparse
+
+    import torch
+
+    from tasks.common import TaskError, add_common_args, apply_threads
+
+    parser = argparse.ArgumentParser()
+    add_common_args(parser, "demo")
+    assert parser.parse_args([]).threads is None  # unset: the task's preset decides
+    before = torch.get_num_threads()
+    try:
+        apply_threads(parser.parse_args(["--threads", "1"]))
+        assert torch.get_num_threads() == 1
+        apply_threads(parser.parse_args(["--threads", "0"]))  # 0: leave torch's setting alone
+        assert torch.get_num_threads() == 1
+        with pytest.raises(TaskError, match="--threads must be >= 0"):
+            apply_threads(parser.parse_args(["--threads", "-2"]))
+    finally:
+        torch.set_num_threads(before)

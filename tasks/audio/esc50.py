@@ -26,6 +26,7 @@ from tasks.common import (
     TaskError,
     ThroughputLogger,
     add_common_args,
+    apply_threads,
     build_trainer,
     parse_with_config,
     run_main,
@@ -148,9 +149,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ImageNet FocalNet checkpoint for the 2D model (stem summed to --in-chans, new head)")
     m.add_argument("--resize", default=None, help="resize the 2D input to T,F (the paper uses 224,224)")
     t = p.add_argument_group("training (unset values depend on --data)")
-    t.add_argument("--threads", type=int, default=None,
-                   help="torch CPU threads, 0 = torch's default (1 beats 2 OpenMP threads several-fold on a busy "
-                        "2-core machine)")
     t.add_argument("--epochs", type=int, default=None, help="epochs per fold")
     t.add_argument("--batch-size", type=int, default=None, help="batch size per device")
     t.add_argument("--lr", type=float, default=None, help="AdamW peak learning rate")
@@ -407,8 +405,7 @@ def main(argv: Sequence[str] | None = None) -> dict | None:
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
     warnings.filterwarnings("ignore", ".*that has Tensor Cores.*")
     args = _resolve(parse_with_config(build_parser(), _argv_with_resume_config(argv)))
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
+    apply_threads(args)
     run_dir = shared_run_dir(TASK, _resume_dir(args) or args.out)
     try:
         return _run(args, run_dir)

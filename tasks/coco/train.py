@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader
 from ..common import (
     TaskError,
     add_common_args,
+    apply_threads,
     build_trainer,
     parse_with_config,
     resolve_resume,
@@ -218,6 +219,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if resume_dir is not None and args.config is None and (resume_dir / "config.yaml").is_file():
         args = parse_with_config(parser, [*(argv or []), "--config", str(resume_dir / "config.yaml")])
         args.resume = resume_dir
+    apply_threads(args)
     run_dir = shared_run_dir(TASK, resume_dir or args.out)
     try:
         return _train(args, run_dir, ckpt)

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
+import torch
 import yaml
 
 
@@ -35,6 +36,19 @@ def add_common_args(parser: argparse.ArgumentParser, task: str) -> None:
     t.add_argument("--limit-train-batches", type=float, default=1.0, help="fraction or count of train batches")
     t.add_argument("--limit-val-batches", type=float, default=1.0, help="fraction or count of val batches")
     t.add_argument("--no-progress", action="store_true", help="disable the progress bar (logs still written)")
+    t.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads per process; 0: torch's default (one per core); unset: the task's default "
+                        "(1 for the ImageNet-digits and ESC-50 synthetic presets: on a busy 2-core machine two "
+                        "OpenMP threads spin-wait on each other)")
+
+
+def apply_threads(args: argparse.Namespace) -> None:
+    """`torch.set_num_threads(args.threads)` when it is set and positive (None / 0: leave torch's default)."""
+    threads = getattr(args, "threads", None)
+    if threads is not None and threads < 0:
+        raise TaskError(f"--threads must be >= 0, got {threads}")
+    if threads:
+        torch.set_num_threads(threads)
 
 
 def parse_with_config(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> argparse.Namespace:

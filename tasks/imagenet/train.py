@@ -22,6 +22,7 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 from ..common import (
     TaskError,
     add_common_args,
+    apply_threads,
     build_trainer,
     parse_with_config,
     resolve_resume,
@@ -77,8 +78,6 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--weight-decay", type=float, help="AdamW weight decay (none on norms, biases, layer scale)")
     o.add_argument("--clip-grad", type=float, help="gradient norm clipping (0 disables)")
     o.add_argument("--accumulate-grad-batches", type=int, default=1, help="steps per optimiser update")
-    o.add_argument("--threads", type=int, help="torch CPU threads per process, 0 = torch's default (digits "
-                   "preset: 1 compute thread + 1 loader worker, which beats 2 threads on a busy 2-core machine)")
     add_common_args(p, TASK)
     return p
 
@@ -121,13 +120,11 @@ RUN_LOCATION_KEYS = ("config", "out", "resume")
 
 def train(args: argparse.Namespace, run_dir: Path, ckpt: Path | None) -> dict[str, Any]:
     import lightning.pytorch as pl
-    import torch
     from lightning.pytorch.callbacks import EMAWeightAveraging
 
     from ..common import ThroughputLogger
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    apply_threads(args)
     if (args.mixup > 0 or args.cutmix > 0) and args.batch_size % 2:
         raise TaskError(f"--batch-size must be even with Mixup/CutMix (batch mode pairs images), got {args.batch_size}")
     pl.seed_everything(args.seed, workers=True, verbose=False)

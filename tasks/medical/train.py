@@ -29,6 +29,7 @@ from monai.data import CacheDataset, DataLoader, list_data_collate
 from tasks.common import (
     TaskError,
     add_common_args,
+    apply_threads,
     build_trainer,
     make_run_dir,
     parse_with_config,
@@ -368,6 +369,7 @@ def main(argv: Sequence[str] | None = None) -> Any:
             args = parse_with_config(parser, [*(argv if argv is not None else sys.argv[1:]), "--config",
                                               str(resume_dir / "config.yaml")])
     args = resolve_args(args)
+    apply_threads(args)
     return compare(args) if args.compare else train_one(args)
 
 
