@@ -174,9 +174,10 @@ def run_accuracy(tasks: list[str], out_dir: Path, quick: bool, timeout_s: float,
                 rows.append(stored[0])
                 continue
             rows.append(row)
+            start = time.perf_counter()
             _run_one(task, cmd, run_dir, row, timeout_s, env)
             if progress is not None and row.get("status") == "ok":
-                progress.add("accuracy", str(run_dir), signature, [row])
+                progress.add("accuracy", str(run_dir), signature, [row], time.perf_counter() - start)
     return rows
 
 

@@ -30,6 +30,7 @@ class Progress:
         self.path = Path(run_dir) / self.FILENAME
         self._done: dict[tuple[str, str], dict[str, Any]] = {}
         self.reused = 0
+        self.reused_seconds: float | None = 0.0  # what the reused results took to measure (None: not recorded)
         if resume:
             for line in self.path.read_text(encoding="utf-8").splitlines() if self.path.is_file() else []:
                 try:
@@ -49,11 +50,13 @@ class Progress:
         if entry is None or entry.get("signature") != _canonical(signature):
             return None
         self.reused += 1
+        seconds = entry.get("seconds")
+        self.reused_seconds = None if seconds is None or self.reused_seconds is None else self.reused_seconds + seconds
         return entry["rows"]
 
-    def add(self, stage: str, key: str, signature: Any, rows: list[dict[str, Any]]) -> None:
-        """Record a finished measurement (appended and fsynced at once)."""
-        entry = _canonical(dict(stage=stage, key=key, signature=signature, rows=rows))
+    def add(self, stage: str, key: str, signature: Any, rows: list[dict[str, Any]], seconds: float) -> None:
+        """Record a finished measurement that took `seconds` (appended and fsynced at once)."""
+        entry = _canonical(dict(stage=stage, key=key, signature=signature, rows=rows, seconds=round(seconds, 2)))
         self._done[(stage, key)] = entry
         with open(self.path, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(entry) + "\n")

@@ -293,6 +293,14 @@ def _cell(r: dict[str, Any] | None) -> str:
     return status.split(":")[0].split(" (")[0].upper() if status else "–"
 
 
+def _resumed_text(plan: dict[str, Any]) -> str:
+    if not plan.get("reused"):
+        return ""
+    took = plan.get("reused_seconds")
+    cost = f", which took {took / 60:.1f} min when measured" if took is not None else ""
+    return f" in this invocation; {plan['reused']} measurements reused from progress.jsonl{cost}"
+
+
 def write_report(out: Path, env: dict[str, str], s: measure.Settings, plan: dict[str, Any],
                  bench_rows: list[dict[str, Any]], sweep_rows: list[dict[str, Any]],
                  slope_rows: list[dict[str, Any]], acc_rows: list[dict[str, Any]] | None,
@@ -305,9 +313,7 @@ def write_report(out: Path, env: dict[str, str], s: measure.Settings, plan: dict
         f"- **sweeps**: per-config time limit {plan['time_limit']:.0f} s; primitives at width 64 (heads of 32 "
         "channels; focal levels 2; gnConv order 3; windows 49 / 7x7 / 7x7x7 in 1D/2D/3D)",
         f"- **command**: `{' '.join(['python -m benchmarks.report', *plan.get('argv', [])])}`"
-        f" (total runtime {runtime_s / 60:.1f} min"
-        + (f" after resuming, {plan['reused']} measurements reused from progress.jsonl" if plan.get("reused") else "")
-        + f"; load average at the end {_loadavg()})",
+        f" (total runtime {runtime_s / 60:.1f} min{_resumed_text(plan)}; load average at the end {_loadavg()})",
         "- Other processes share the machine (see the load averages, cores visible above); compare ratios within "
         "one report, not absolute numbers across reports.",
         "",
@@ -410,7 +416,7 @@ def run(argv: Sequence[str] | None = None) -> Path:
         stored = progress.get("model", name, model_sig)
         row = stored[0] if stored else measure.bench_model(measure.ModelRequest(name), s)
         if not stored and not str(row["status"]).startswith("error"):
-            progress.add("model", name, model_sig, [row])
+            progress.add("model", name, model_sig, [row], time.perf_counter() - t0)
         bench_rows.append(row)
         print(f"  {name}: {row.get('infer_samples_per_sec', '–')} img/s, {row.get('infer_gmacs', '–')} GMACs, "
               f"{row['status']} ({'reused' if stored else f'{time.perf_counter() - t0:.0f} s'})", flush=True)
@@ -430,7 +436,7 @@ def run(argv: Sequence[str] | None = None) -> Path:
                 ser.rows = stored
             else:
                 scaling.run_series(ser, s, plan["time_limit"])
-                progress.add("sweep", key, sig, ser.rows)
+                progress.add("sweep", key, sig, ser.rows, time.perf_counter() - t0)
             sweep_rows += ser.rows
             marks = ", ".join(f"{r['size']}:{r.get('time_ms', r.get('status'))}" for r in ser.rows)
             print(f"  sweep {ser.kind} {ser.name} {ser.spatial_dims}D: {marks} ({time.perf_counter() - t0:.0f} s)",
@@ -457,7 +463,7 @@ def run(argv: Sequence[str] | None = None) -> Path:
             images[f"{kind}_memory"] = plots.scaling_plot(
                 sweep_rows, slope_rows, kind, out / f"scaling_{kind}s_memory.png", value="peak_mem_mib",
                 ylabel="peak allocated MiB, batch 1")
-    plan["reused"] = progress.reused
+    plan["reused"], plan["reused_seconds"] = progress.reused, progress.reused_seconds
     report = write_report(out, env, s, plan, bench_rows, sweep_rows, slope_rows, acc_rows, images,
                           time.perf_counter() - start)
     print(f"report: {report} ({(time.perf_counter() - start) / 60:.1f} min)")

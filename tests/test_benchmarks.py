@@ -162,7 +162,8 @@ def test_report_resume_reuses_recorded_measurements_and_redoes_the_rest(tmp_path
     monkeypatch.setattr(scaling, "run_series", count("sweep", real_series))
     text = report.run([*argv, "--resume", str(out)]).read_text()
     assert calls == {"model": 0, "sweep": 1}  # only the series whose line was cut is measured again
-    assert f"{len(lines) - 1} measurements reused" in text and "| resnet18 | timm | 32 |" in text
+    assert f"{len(lines) - 1} measurements reused from progress.jsonl, which took" in text
+    assert "| resnet18 | timm | 32 |" in text
     report.run([*common, "--repeats", "2", "--resume", str(out)])  # other settings: everything re-measured
     assert calls == {"model": 1, "sweep": 1 + len(scaling.PRIMITIVES)}
 
