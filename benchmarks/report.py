@@ -298,7 +298,8 @@ def _resumed_text(plan: dict[str, Any]) -> str:
         return ""
     took = plan.get("reused_seconds")
     cost = f", which took {took / 60:.1f} min when measured" if took is not None else ""
-    return f" in this invocation; {plan['reused']} measurements reused from progress.jsonl{cost}"
+    return (f" in this invocation; {plan['reused']} measurements reused from progress.jsonl{cost}, taken by an "
+            "earlier invocation: the date, git commit and load averages above are this invocation's")
 
 
 def write_report(out: Path, env: dict[str, str], s: measure.Settings, plan: dict[str, Any],
