@@ -150,3 +150,13 @@ def test_threads_option_is_common_and_applied():
             apply_threads(parser.parse_args(["--threads", "-2"]))
     finally:
         torch.set_num_threads(before)
+
+
+def test_bool_arg_accepts_yaml_style_values_and_rejects_others():
+    import argparse
+
+    from tasks.common import bool_arg
+
+    assert [bool_arg(v) for v in ("true", "Yes", "1", "on", "false", "NO", "0", "off")] == [True] * 4 + [False] * 4
+    with pytest.raises(argparse.ArgumentTypeError, match="expected true/false, got 'maybe'"):
+        bool_arg("maybe")

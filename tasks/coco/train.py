@@ -23,6 +23,7 @@ from ..common import (
     TaskError,
     add_common_args,
     apply_threads,
+    bool_arg,
     build_trainer,
     parse_with_config,
     resolve_resume,
@@ -78,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--synthetic-train", type=int, default=400, help="synthetic: training images")
     d.add_argument("--synthetic-val", type=int, default=80, help="synthetic: validation images")
     d.add_argument("--synthetic-size", type=int, default=128, help="synthetic: image side in pixels")
-    d.add_argument("--flip", type=_bool, help="random horizontal flip for training (true/false)")
+    d.add_argument("--flip", type=bool_arg, help="random horizontal flip for training (true/false)")
     m = p.add_argument_group("model")
     m.add_argument("--backbone", help="focalnet_* (focalmod), resnet50 (torchvision) or a timm name "
                    "(swin_tiny_patch4_window7_224, convnext_tiny, ...)")
@@ -121,14 +122,6 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--val-every", type=int, help="evaluate every N epochs (and always at the end)")
     add_common_args(p, TASK)
     return p
-
-
-def _bool(text: str) -> bool:
-    if text.lower() in ("1", "true", "yes", "on"):
-        return True
-    if text.lower() in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
 
 
 def parse_backbone_args(items: Sequence[str]) -> dict[str, Any]:

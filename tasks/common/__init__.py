@@ -1,5 +1,5 @@
 """Pieces every task shares: CLI/config handling, run directories, atomic checkpoints, the Lightning Trainer."""
-from .cli import TaskError, add_common_args, apply_threads, parse_with_config, run_main
+from .cli import TaskError, add_common_args, apply_threads, bool_arg, parse_with_config, run_main
 from .rundir import make_run_dir, resolve_resume, save_config, write_metrics
 from .trainer import AtomicCheckpointIO, ThroughputLogger, build_trainer
 
@@ -9,6 +9,7 @@ __all__ = [
     "ThroughputLogger",
     "add_common_args",
     "apply_threads",
+    "bool_arg",
     "build_trainer",
     "make_run_dir",
     "parse_with_config",

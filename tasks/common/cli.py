@@ -42,6 +42,15 @@ def add_common_args(parser: argparse.ArgumentParser, task: str) -> None:
                         "OpenMP threads spin-wait on each other)")
 
 
+def bool_arg(text: str) -> bool:
+    """argparse `type=` for true/false flags that YAML configs can also set: 1/true/yes/on, 0/false/no/off."""
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
+
+
 def apply_threads(args: argparse.Namespace) -> None:
     """`torch.set_num_threads(args.threads)` when it is set and positive (None / 0: leave torch's default)."""
     threads = getattr(args, "threads", None)

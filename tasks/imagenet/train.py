@@ -23,6 +23,7 @@ from ..common import (
     TaskError,
     add_common_args,
     apply_threads,
+    bool_arg,
     build_trainer,
     parse_with_config,
     resolve_resume,
@@ -66,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--drop-path", type=float, default=None, help="stochastic depth (default: the model's size rule)")
     m.add_argument("--init-checkpoint", type=Path, help="initial weights in any format focalmod.load_checkpoint "
                    "reads (official, timm, HF, safetensors); a different class count re-initialises the head")
-    m.add_argument("--model-ema", type=_bool, help="keep an EMA of the weights for validation (true/false)")
+    m.add_argument("--model-ema", type=bool_arg, help="keep an EMA of the weights for validation (true/false)")
     m.add_argument("--model-ema-decay", type=float, help="EMA decay")
     o = p.add_argument_group("optimisation")
     o.add_argument("--epochs", type=int, help="training epochs")
@@ -80,14 +81,6 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--accumulate-grad-batches", type=int, default=1, help="steps per optimiser update")
     add_common_args(p, TASK)
     return p
-
-
-def _bool(text: str) -> bool:
-    if text.lower() in ("1", "true", "yes", "on"):
-        return True
-    if text.lower() in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
 
 
 def apply_preset(args: argparse.Namespace) -> argparse.Namespace:
