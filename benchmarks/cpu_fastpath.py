@@ -61,7 +61,8 @@ def compare(model: torch.nn.Module, x: torch.Tensor, repeats: int, warmup: int, 
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, tuple[float, float]]:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m benchmarks.cpu_fastpath", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="focalnet_tiny_srf", help="a focalmod.list_models() name")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--img-size", type=int, default=224)
