@@ -22,7 +22,7 @@ from typing import Any, Sequence
 import torch
 
 from tasks.common import TaskError, make_run_dir, run_main, save_config
-from tasks.common.rundir import atomic_write_text
+from tasks.common.files import atomic_write
 
 from . import accuracy, measure, plots, scaling
 from ._timing import cpu_model, set_threads
@@ -369,7 +369,7 @@ def write_report(out: Path, env: dict[str, str], s: measure.Settings, plan: dict
                   "", md_table(["task", "model", "params (M)", "budget", "metric", "score", "train s", "status"],
                                body), ""]
     path = out / "report.md"
-    atomic_write_text(path, "\n".join(lines))
+    atomic_write(path, "\n".join(lines))
     return path
 
 

@@ -37,7 +37,7 @@ from tasks.common.callbacks import EpochPrinter, RefreshLastCheckpoint
 from tasks.common.csvlog import merge_csv_logs, set_aside_csv_log
 from tasks.common.launch import is_rank_zero, release_run_dir, shared_run_dir
 from tasks.common.reports import save_classification_report
-from tasks.common.rundir import atomic_write_text
+from tasks.common.files import atomic_write
 
 from .data import ESC50Index, FeatureCache, extract_features, load_waveform, read_esc50
 from .features import FEATURE_KINDS, FeatureConfig, FeatureExtractor
@@ -382,7 +382,7 @@ def run_split(args, split: Split, index: ESC50Index, feats: torch.Tensor, fcfg: 
         f"{index.clips[i].filename},{split.test},{index.class_names[t]},{index.class_names[p]}"
         for i, t, p in zip(test_idx, y_true.tolist(), preds.tolist())
     ]
-    atomic_write_text(split_dir / "predictions.csv", "\n".join(rows) + "\n")
+    atomic_write(split_dir / "predictions.csv", "\n".join(rows) + "\n")
     explanations = []
     if args.explain and not find_modulations(module.model):
         _say("--explain: this model has no focal modulation (HorNet or the gnConv mixer); no explanations written")
@@ -396,7 +396,7 @@ def run_split(args, split: Split, index: ESC50Index, feats: torch.Tensor, fcfg: 
         "epochs": trainer.current_epoch, "y_true": y_true.tolist(), "y_pred": preds.tolist(),
         "explanations": explanations,
     }
-    atomic_write_text(split_dir / "result.json", json.dumps(result) + "\n")
+    atomic_write(split_dir / "result.json", json.dumps(result) + "\n")
     return result
 
 

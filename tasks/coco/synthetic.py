@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
 from pycocotools import mask as mask_utils
 
-from ..common.rundir import atomic_write_text
+from ..common.files import atomic_write
 
 CATEGORIES = [
     {"id": 1, "name": "circle", "supercategory": "shape"},
@@ -38,33 +38,46 @@ def make_shapes_dataset(
     min_extent: int = 18,
     max_extent: int | None = None,
     seed: int = 0,
-    wait_seconds: float = 0.0,
 ) -> Path:
-    """Write the dataset under `root` (reused when `root` already holds one made with the same arguments).
-
-    `wait_seconds` > 0: do not write, wait that long for another process (rank 0 of a multi-process run) to finish
-    writing it."""
+    """Write the dataset under `root` (reused when `root` already holds one made with the same arguments)."""
     root = Path(root)
-    params = dict(num_train=num_train, num_val=num_val, image_size=image_size, max_objects=max_objects,
-                  min_extent=min_extent, max_extent=max_extent, seed=seed, version=3)
-    marker = root / _MARKER
-    deadline = time.monotonic() + wait_seconds
-    while True:
-        if marker.is_file() and json.loads(marker.read_text()) == params:
-            return root
-        if time.monotonic() >= deadline:
-            break
-        time.sleep(1.0)
-    if wait_seconds > 0:
-        raise TimeoutError(f"the synthetic dataset in {root} was not written within {wait_seconds:.0f} s")
+    params = _params(num_train, num_val, image_size, max_objects, min_extent, max_extent, seed)
+    if _written(root, params):
+        return root
     if max_extent is None:
         max_extent = image_size - 4  # circles above ~108 px reach COCO's "large" (> 96^2 px)
     rng = np.random.default_rng(seed)
     (root / "annotations").mkdir(parents=True, exist_ok=True)
     for split, count in (("train", num_train), ("val", num_val)):
         _write_split(root, split, count, image_size, max_objects, min_extent, max_extent, rng)
-    atomic_write_text(marker, json.dumps(params))
+    atomic_write(root / _MARKER, json.dumps(params))
     return root
+
+
+def shapes_dataset_written(
+    root: str | Path,
+    num_train: int = 400,
+    num_val: int = 80,
+    image_size: int = 128,
+    max_objects: int = 4,
+    min_extent: int = 18,
+    max_extent: int | None = None,
+    seed: int = 0,
+) -> bool:
+    """Whether `root` holds the complete dataset `make_shapes_dataset` writes with these arguments (its marker file
+    is written last)."""
+    return _written(Path(root), _params(num_train, num_val, image_size, max_objects, min_extent, max_extent, seed))
+
+
+def _params(num_train: int, num_val: int, image_size: int, max_objects: int, min_extent: int,
+            max_extent: int | None, seed: int) -> dict[str, Any]:
+    return dict(num_train=num_train, num_val=num_val, image_size=image_size, max_objects=max_objects,
+                min_extent=min_extent, max_extent=max_extent, seed=seed, version=3)
+
+
+def _written(root: Path, params: dict[str, Any]) -> bool:
+    marker = root / _MARKER
+    return marker.is_file() and json.loads(marker.read_text()) == params
 
 
 def _write_split(
@@ -89,7 +102,7 @@ def _write_split(
         "annotations": annotations,
         "categories": CATEGORIES,
     }
-    atomic_write_text(root / "annotations" / f"instances_{split}.json", json.dumps(dataset))
+    atomic_write(root / "annotations" / f"instances_{split}.json", json.dumps(dataset))
 
 
 def _annotation(ann_id: int, image_id: int, cat_id: int, polygon: list[float], visible: np.ndarray,

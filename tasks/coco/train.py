@@ -4,73 +4,29 @@
     python -m tasks.coco.train --data /data/coco --train-split train2017 --val-split val2017 \\
         --backbone focalnet_tiny_srf --backbone-checkpoint focalnet_tiny_srf.pth   # the FocalNet 1x recipe
 
-Options left unset take the preset of the data source (COCO: the official FocalNet Mask R-CNN 1x recipe;
-synthetic: a tiny model and detector sized for a CPU). Writes the run directory: config.yaml, logs/,
-checkpoints/{last,best}.ckpt, results_<split>_{bbox,segm}.json (COCO results) and metrics.json.
+Options left unset take the preset of the data source (presets/coco.yaml: the official FocalNet Mask R-CNN 1x
+recipe; presets/synthetic.yaml: a tiny model and detector sized for a CPU). Writes the run directory: config.yaml,
+logs/, checkpoints/{last,best}.ckpt, results_<split>_{bbox,segm}.json (COCO results) and metrics.json.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 from typing import Any, Sequence
 
 import yaml
 from torch.utils.data import DataLoader
 
-from ..common import (
-    TaskError,
-    add_common_args,
-    apply_threads,
-    bool_arg,
-    build_trainer,
-    parse_with_config,
-    resolve_resume,
-    run_main,
-    save_config,
-    write_metrics,
-)
-from ..common.callbacks import EpochPrinter, RefreshLastCheckpoint
-from ..common.launch import is_rank_zero, release_run_dir, shared_run_dir
-from ..common.rundir import atomic_write_text
+from ..common import Run, Score, Summary, Task, TaskError, bool_arg, run_main, run_task
+from ..common.callbacks import EpochPrinter
+from ..common.files import atomic_write
 from .data import STAT_NAMES, CocoInstances, collate, resolve_split
 from .module import DetectionModule
-from .synthetic import make_shapes_dataset
-
-TASK = "coco"
-
-# Official FocalNet Mask R-CNN 1x (detection/configs/focalnet/*_mstrain_480-800_adamw_1x_coco.py): AdamW 1e-4,
-# wd 0.05, 16 images per step, multi-scale 480..800 short side, 1333 long side, 500 warm-up iterations,
-# x0.1 at epochs 8 and 11, focal windows 9 (kernels 9, 11 for SRF).
-COCO_PRESET: dict[str, Any] = dict(
-    backbone="focalnet_tiny_srf", backbone_arg=[], focal_window=9, detector="maskrcnn", fpn_channels=256,
-    min_size=list(range(480, 801, 32)), max_size=1333, anchor_sizes=[32, 64, 128, 256, 512],
-    rpn_pre_nms_train=2000, rpn_post_nms_train=2000, rpn_pre_nms_test=1000, rpn_post_nms_test=1000,
-    box_batch_size=512, box_head_dim=1024, mask_head_dim=256, mask_head_layers=4, detections_per_img=100,
-    head_norm="none", box_head_convs=0, roi_canonical_scale=224,
-    epochs=12, batch_size=2, lr=1e-4, weight_decay=0.05, warmup_steps=500, schedule="step",
-    milestones=[8 / 12, 11 / 12], flip=True, val_every=1,
-)
-# Synthetic shapes at 128 px, from scratch: a 4-stage FocalNet with C=32, depths 1-1-2-1, narrow FPN and heads,
-# anchors and RoI-level mapping scaled to the small images (canonical scale 56: objects pooled from the level
-# where they span ~4-7 cells, as 224 does for COCO-sized images).
-SYNTHETIC_PRESET: dict[str, Any] = dict(
-    COCO_PRESET, backbone_arg=["embed_dim=32", "depths=[1,1,2,1]", "drop_path_rate=0.0"], fpn_channels=64,
-    min_size=[128], max_size=128, anchor_sizes=[8, 16, 32, 64, 128], rpn_pre_nms_train=300, rpn_post_nms_train=150,
-    rpn_pre_nms_test=300, rpn_post_nms_test=100, box_batch_size=64, box_head_dim=256, mask_head_dim=32,
-    mask_head_layers=1, detections_per_img=30, roi_canonical_scale=56,
-    epochs=24, batch_size=4, lr=1e-3, warmup_steps=50, schedule="cosine", val_every=4,
-)
+from .synthetic import make_shapes_dataset, shapes_dataset_written
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m tasks.coco.train",
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="Unset options take the COCO preset with --data, the synthetic preset without.",
-    )
+def add_options(p: argparse.ArgumentParser) -> None:
     d = p.add_argument_group("data")
     d.add_argument("--data", type=Path, help="COCO root: annotations/instances_<split>.json + <split>/ images "
                    "(default: generate the synthetic shapes set in <run>/data)")
@@ -120,8 +76,6 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--milestones", type=float, nargs="+", help="step schedule: fractions of training")
     o.add_argument("--grad-clip", type=float, default=None, help="gradient norm clip (default: none)")
     o.add_argument("--val-every", type=int, help="evaluate every N epochs (and always at the end)")
-    add_common_args(p, TASK)
-    return p
 
 
 def parse_backbone_args(items: Sequence[str]) -> dict[str, Any]:
@@ -139,25 +93,20 @@ def _default_split(root: Path, names: tuple[str, str]) -> str:
     return names[0] if (root / "annotations" / f"instances_{names[0]}.json").is_file() else names[1]
 
 
-def resolve_args(args: argparse.Namespace, run_dir: Path) -> argparse.Namespace:
-    """Fill unset options from the preset and resolve the data location (generating the synthetic set)."""
-    preset = COCO_PRESET if args.data is not None else SYNTHETIC_PRESET
-    for key, value in preset.items():
-        if getattr(args, key, None) is None:
-            setattr(args, key, value)
-    if args.data is None:
-        root = run_dir / "data"
-        if is_rank_zero():
-            print(f"no --data: writing the synthetic shapes set ({args.synthetic_train} train / {args.synthetic_val} "
-                  f"val images, {args.synthetic_size} px) to {root}", flush=True)
-        make_shapes_dataset(root, args.synthetic_train, args.synthetic_val, args.synthetic_size, seed=args.seed,
-                            wait_seconds=0 if is_rank_zero() else 900)  # other ranks wait for rank 0's files
-    else:
-        root = args.data
-    args.data_root = str(root)
-    args.train_split = args.train_split or _default_split(Path(root), ("train2017", "train"))
-    args.val_split = args.val_split or _default_split(Path(root), ("val2017", "val"))
-    return args
+def data_root(run: Run) -> Path:
+    """`--data`, or the synthetic shapes set written (by rank 0, once) to `<run>/data`."""
+    args = run.args
+    if args.data is not None:
+        return Path(args.data)
+    root = run.dir / "data"
+    shapes = dict(num_train=args.synthetic_train, num_val=args.synthetic_val, image_size=args.synthetic_size,
+                  seed=args.seed)
+    if not shapes_dataset_written(root, **shapes):
+        run.say(f"no --data: writing the synthetic shapes set ({args.synthetic_train} train / {args.synthetic_val} "
+                f"val images, {args.synthetic_size} px) to {root}")
+    run.on_rank_zero_first(lambda: make_shapes_dataset(root, **shapes),
+                           ready=lambda: shapes_dataset_written(root, **shapes), what=f"the synthetic set in {root}")
+    return root
 
 
 def detector_config(args: argparse.Namespace) -> dict[str, Any]:
@@ -198,73 +147,61 @@ def write_eval_outputs(run_dir: Path, split: str, module: DetectionModule) -> di
         ev = module.last_eval.get(iou_type)
         if ev is None:
             continue
-        atomic_write_text(run_dir / f"results_{split}_{iou_type}.json", json.dumps(ev["results"]))
+        atomic_write(run_dir / f"results_{split}_{iou_type}.json", json.dumps(ev["results"]))
         stats[iou_type] = ev["stats"]
         print(f"COCOeval {iou_type} ({split}, {module.last_eval['num_images']} images):\n{ev['table']}", flush=True)
     stats["num_eval_images"] = module.last_eval.get("num_images")
     return stats
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    parser = build_parser()
-    args = parse_with_config(parser, argv)
-    resume_dir, ckpt = resolve_resume(args.resume)
-    if resume_dir is not None and args.config is None and (resume_dir / "config.yaml").is_file():
-        args = parse_with_config(parser, [*(argv or []), "--config", str(resume_dir / "config.yaml")])
-        args.resume = resume_dir
-    apply_threads(args)
-    run_dir = shared_run_dir(TASK, resume_dir or args.out)
-    try:
-        return _train(args, run_dir, ckpt)
-    finally:
-        release_run_dir()
-
-
-def _train(args: argparse.Namespace, run_dir: Path, ckpt: Path | None) -> dict[str, Any]:
-    import lightning.pytorch as pl
-
-    pl.seed_everything(args.seed, workers=True, verbose=False)
-    args = resolve_args(args, run_dir)
-    root = Path(args.data_root)
-    train_set = CocoInstances(*resolve_split(root, args.train_split), train=True,
+def train(run: Run) -> Summary | None:
+    args = run.args
+    root = data_root(run)
+    train_split = args.train_split or _default_split(root, ("train2017", "train"))
+    val_split = args.val_split or _default_split(root, ("val2017", "val"))
+    train_set = CocoInstances(*resolve_split(root, train_split), train=True,
                               masks=args.detector == "maskrcnn", flip=args.flip)
-    val_set = CocoInstances(*resolve_split(root, args.val_split), train=False, masks=False,
+    val_set = CocoInstances(*resolve_split(root, val_split), train=False, masks=False,
                             category_ids=train_set.category_ids)
     if len(train_set) == 0:
-        raise TaskError(f"--data: no image of split {args.train_split} has a usable annotation ({train_set.summary()})")
-    if is_rank_zero():
-        save_config(run_dir, {k: v for k, v in vars(args).items() if k != "data_root"})  # loadable by --config
-        print(f"run dir: {run_dir}\ntrain ({args.train_split}): {train_set.summary()}\n"
-              f"val ({args.val_split}): {val_set.summary()}", flush=True)
+        raise TaskError(f"--data: no image of split {train_split} has a usable annotation ({train_set.summary()})")
+    run.say(f"run dir: {run.dir}\ntrain ({train_split}): {train_set.summary()}\nval ({val_split}): {val_set.summary()}")
     optim = dict(lr=args.lr, weight_decay=args.weight_decay, warmup_steps=args.warmup_steps, schedule=args.schedule,
                  milestones=list(args.milestones), epochs=args.epochs)
-    data = dict(root=args.data_root, train_split=args.train_split, val_split=args.val_split)
+    data = dict(root=str(root), train_split=train_split, val_split=val_split)
     module = DetectionModule(detector_config(args), train_set.category_ids, train_set.category_names, optim, data)
     module.coco_gt = val_set.coco
     params_m = sum(p.numel() for p in module.model.parameters()) / 1e6
     backbone_m = sum(p.numel() for p in module.model.backbone.body.parameters()) / 1e6
-    if is_rank_zero():
-        print(f"model: {args.detector} + {args.backbone} ({backbone_m:.2f} M backbone, {params_m:.2f} M total)")
-    trainer = build_trainer(args, run_dir, args.epochs, monitor="val/bbox_AP", mode="max",
-                            gradient_clip_val=args.grad_clip, check_val_every_n_epoch=args.val_every,
-                            callbacks=[EpochPrinter(["val/bbox_AP", "val/bbox_AP50", "val/segm_AP50"]),
-                                       RefreshLastCheckpoint()])
-    start = time.perf_counter()
-    trainer.fit(module, make_loader(train_set, args, True), make_loader(val_set, args, False), ckpt_path=ckpt)
-    train_seconds = time.perf_counter() - start
+    run.say(f"model: {args.detector} + {args.backbone} ({backbone_m:.2f} M backbone, {params_m:.2f} M total)")
+    trainer = run.trainer(args.epochs, monitor="val/bbox_AP", mode="max", gradient_clip_val=args.grad_clip,
+                          check_val_every_n_epoch=args.val_every,
+                          callbacks=[EpochPrinter(["val/bbox_AP", "val/bbox_AP50", "val/segm_AP50"])])
+    train_seconds = run.fit(trainer, module, make_loader(train_set, args, True), make_loader(val_set, args, False))
     if module.last_eval_epoch != trainer.current_epoch - 1 or not module.last_eval:
         trainer.validate(module, make_loader(val_set, args, False), verbose=False)
-    metrics: dict[str, Any] = {}
-    if trainer.is_global_zero:
-        metrics = write_eval_outputs(run_dir, args.val_split, module)
-        metrics.update(model=args.backbone, detector=args.detector, epochs=trainer.current_epoch,
-                       train_seconds=round(train_seconds, 1), params_m=round(params_m, 3),
-                       backbone_params_m=round(backbone_m, 3), train_images=len(train_set), data=args.data_root,
-                       split=args.val_split, train_report=dict(train_set.report))
-        write_metrics(run_dir, metrics)
-        print_summary(f"done in {train_seconds:.0f} s training ({trainer.current_epoch} epochs); run dir {run_dir}",
-                      metrics)
-    return metrics
+    if not trainer.is_global_zero:
+        return None
+    extras = write_eval_outputs(run.dir, val_split, module)
+    extras.update(model=args.backbone, detector=args.detector, epochs=trainer.current_epoch,
+                  train_seconds=round(train_seconds, 1), backbone_params_m=round(backbone_m, 3),
+                  train_images=len(train_set), train_report=dict(train_set.report))
+    print_summary(f"done in {train_seconds:.0f} s training ({trainer.current_epoch} epochs); run dir {run.dir}",
+                  extras)
+    ap50 = extras.get("bbox", {}).get("AP50")
+    return Summary(Score("bbox/AP50", ap50), data=str(root), split=val_split, params_m=params_m, extras=extras)
+
+
+TASK = Task(
+    name="coco", module="tasks.coco.train", doc=__doc__, add_options=add_options,
+    presets=Path(__file__).parent / "presets", choose_preset=lambda args: "synthetic" if args.data is None else "coco",
+    run=train, versions=("torchvision", "pycocotools"),
+)
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
+    """Train and evaluate; returns the content of metrics.json (rank 0). `argv` None: the command line."""
+    return run_task(TASK, argv)
 
 
 def print_summary(headline: str, metrics: dict[str, Any]) -> None:

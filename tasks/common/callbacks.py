@@ -6,7 +6,7 @@ import time
 from typing import Any, Sequence
 
 import lightning.pytorch as pl
-from lightning.pytorch.callbacks import Callback, Checkpoint, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback
 from tqdm import tqdm
 
 
@@ -40,30 +40,3 @@ class EpochPrinter(Callback):
                 parts.append(f"{key} {float(value):.4f}")
         parts.append(f"{time.perf_counter() - self._start:.1f} s")
         tqdm.write("  ".join(parts))  # above an active progress bar instead of glued to its line
-
-
-class RefreshLastCheckpoint(Checkpoint):
-    """Keeps `last.ckpt` of the trainer's `ModelCheckpoint` current after every validation (or train epoch end).
-
-    Lightning 2.6's `save_last=True` rewrites `last.ckpt` only in a step where a top-k checkpoint was also written,
-    so once the monitored metric stops improving, `--resume` would restart from that older epoch. Being a
-    `Checkpoint`, Lightning runs this after the `ModelCheckpoint` it complements (checkpoint callbacks go last, in
-    order); it saves only where that callback considered saving and wrote nothing, so runs that save only at
-    train end (no validation) are unchanged."""
-
-    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._refresh(trainer, at_train_epoch_end=False)
-
-    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._refresh(trainer, at_train_epoch_end=True)
-
-    @staticmethod
-    def _refresh(trainer: pl.Trainer, at_train_epoch_end: bool) -> None:
-        ckpt = trainer.checkpoint_callback
-        if not isinstance(ckpt, ModelCheckpoint) or not ckpt.save_last:
-            return
-        if ckpt._should_skip_saving_checkpoint(trainer):  # sanity check, not fitting, or saved at this step
-            return
-        if ckpt._should_save_on_train_epoch_end(trainer) != at_train_epoch_end:
-            return
-        ckpt._save_last_checkpoint(trainer, ckpt._monitor_candidates(trainer))

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import torch
 import yaml
@@ -14,17 +15,38 @@ class TaskError(ValueError):
     """Bad user input (path, layout, file, argument): printed as one line naming what was expected."""
 
 
-def add_common_args(parser: argparse.ArgumentParser, task: str) -> None:
-    """Options every training CLI has: config, output, resume, seed and the Lightning Trainer settings."""
+class RunStopped(BaseException):
+    """A run stopped by a signal (SIGTERM from a scheduler, Ctrl-C): `run_main` prints how to resume it and exits
+    with 128 + the signal number, so schedulers count it as failed. A `BaseException`, like `KeyboardInterrupt`, so
+    `except Exception` in task code does not swallow it."""
+
+    def __init__(self, signal_name: str, resume_command: str | None = None) -> None:
+        super().__init__(signal_name)
+        self.signal_name, self.resume_command = signal_name, resume_command
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + int(getattr(signal, self.signal_name, signal.SIGTERM))
+
+    def __str__(self) -> str:
+        if self.resume_command is None:
+            return f"stopped by {self.signal_name} before the run directory was made; nothing to resume"
+        return f"stopped by {self.signal_name}; continue the run with:\n  {self.resume_command}"
+
+
+def add_common_args(parser: argparse.ArgumentParser, task: str, presets: Sequence[str] = ()) -> None:
+    """Options every training CLI has: config, output, resume, seed, the Lightning Trainer settings and, when the
+    task has `presets`, `--preset`."""
     g = parser.add_argument_group("run")
-    g.add_argument("-c", "--config", type=Path, help="YAML file whose keys set defaults for the options below")
+    if presets:
+        g.add_argument("--preset", choices=list(presets), default=None,
+                       help="the preset whose option values the run starts from (listed at the end); default: "
+                            "picked from the data")
+    g.add_argument("-c", "--config", type=Path, help="YAML file whose keys set the options you do not give as flags")
     g.add_argument("--out", type=Path, default=None, help=f"run directory (default: runs/{task}/<timestamp>)")
-    g.add_argument(
-        "--resume",
-        type=Path,
-        default=None,
-        help="continue a run: its directory (uses checkpoints/last.ckpt) or a .ckpt file; outputs go to that run",
-    )
+    g.add_argument("--resume", type=Path, default=None,
+                   help="continue a stopped run: its directory (or a .ckpt in its checkpoints/); outputs go to that "
+                        "run, and its config.yaml supplies the options you do not give again")
     g.add_argument("--seed", type=int, default=0, help="global seed (Lightning seed_everything, workers too)")
     t = parser.add_argument_group("trainer (Lightning)")
     t.add_argument("--accelerator", default="auto", help="cpu, gpu, auto")
@@ -37,9 +59,8 @@ def add_common_args(parser: argparse.ArgumentParser, task: str) -> None:
     t.add_argument("--limit-val-batches", type=float, default=1.0, help="fraction or count of val batches")
     t.add_argument("--no-progress", action="store_true", help="disable the progress bar (logs still written)")
     t.add_argument("--threads", type=int, default=None,
-                   help="torch CPU threads per process; 0: torch's default (one per core); unset: the task's default "
-                        "(1 for the ImageNet-digits and ESC-50 synthetic presets: on a busy 2-core machine two "
-                        "OpenMP threads spin-wait on each other)")
+                   help="torch CPU threads per process; 0: torch's default (one per core). On a busy 2-core machine "
+                        "use 1: two OpenMP threads spin-wait on each other")
 
 
 def bool_arg(text: str) -> bool:
@@ -60,35 +81,47 @@ def apply_threads(args: argparse.Namespace) -> None:
         torch.set_num_threads(threads)
 
 
+def read_config_file(path: Path, known: Iterable[str], option: str = "--config") -> dict[str, Any]:
+    """The option values in the YAML file `path` (keys as in `--batch-size` or `batch_size`, returned as
+    `batch_size`); one `TaskError` naming `option` and the file when it is missing, not YAML, not a mapping or
+    sets options outside `known`."""
+    path = Path(path)
+    if not path.is_file():
+        raise TaskError(f"{option}: file not found: {path}")
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise TaskError(f"{option}: {path} is not valid YAML: {err}") from None
+    if not isinstance(values, dict):
+        raise TaskError(f"{option}: {path} must hold a mapping of option: value")
+    values = {str(k).replace("-", "_"): v for k, v in values.items()}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise TaskError(f"{option}: unknown option(s) in {path}: {', '.join(unknown)}")
+    return values
+
+
 def parse_with_config(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> argparse.Namespace:
-    """Parse `argv`; keys of the `--config` YAML become defaults that explicit flags still override."""
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("-c", "--config", type=Path)
-    known, _ = pre.parse_known_args(argv)
-    if known.config is not None:
-        if not known.config.is_file():
-            raise TaskError(f"--config: file not found: {known.config}")
-        try:
-            values = yaml.safe_load(known.config.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise TaskError(f"--config: {known.config} is not valid YAML: {err}") from None
-        if not isinstance(values, dict):
-            raise TaskError(f"--config: {known.config} must hold a mapping of option: value")
-        dests = {a.dest for a in parser._actions}
-        unknown = sorted(k for k in (k.replace("-", "_") for k in values) if k not in dests)
-        if unknown:
-            raise TaskError(f"--config: unknown option(s) in {known.config}: {', '.join(unknown)}")
-        parser.set_defaults(**{k.replace("-", "_"): v for k, v in values.items()})
+    """Parse `argv` (None: `sys.argv[1:]`); keys of the `--config` YAML become defaults that flags still override."""
+    given = parser.parse_args(argv)
+    if getattr(given, "config", None) is None:
+        return given
+    parser.set_defaults(**read_config_file(given.config, vars(given)))
     return parser.parse_args(argv)
 
 
 def run_main(main: Callable[[Sequence[str] | None], object], argv: Sequence[str] | None = None) -> None:
-    """Run a CLI `main`; a `TaskError` becomes `error: ...` on stderr and exit status 2, with no traceback."""
+    """Run a CLI `main`: a `TaskError` becomes `error: ...` on stderr and exit status 2, with no traceback; a
+    `RunStopped` prints the command that resumes the run and exits 128 + the signal number (SIGTERM 143, Ctrl-C
+    130)."""
     try:
         main(argv)
     except TaskError as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
+    except RunStopped as stop:
+        print(stop, file=sys.stderr, flush=True)
+        raise SystemExit(stop.exit_code) from None
     except KeyboardInterrupt:
-        print("interrupted: resume with --resume <run dir>", file=sys.stderr)
+        print("interrupted", file=sys.stderr)
         raise SystemExit(130) from None

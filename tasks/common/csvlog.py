@@ -3,10 +3,9 @@ resumed into the same directory, which would drop the epochs logged before the s
 from __future__ import annotations
 
 import csv
-import io
 from pathlib import Path
 
-from .rundir import atomic_write_text
+from .files import write_csv
 
 
 def set_aside_csv_log(run_dir: Path, name: str = "logs/metrics.csv") -> Path | None:
@@ -34,11 +33,7 @@ def merge_csv_logs(run_dir: Path, name: str = "logs/metrics.csv") -> Path | None
             reader = csv.DictReader(fh)
             columns += [c for c in reader.fieldnames or [] if c not in columns]
             rows += list(reader)
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns)
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_text(log, buffer.getvalue())
+    write_csv(log, rows, columns)
     for path in parts:
         path.unlink()
     return log

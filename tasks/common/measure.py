@@ -6,23 +6,18 @@ Peak memory is `torch.cuda.max_memory_allocated` on a GPU and the process's peak
 """
 from __future__ import annotations
 
-import csv
-import io
 import resource
 import statistics
 import sys
 import time
-from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from .rundir import atomic_write_text
-
 __all__ = ["TIMERS", "StepTimer", "interleave", "interleaved_step_times", "peak_memory_mb", "reset_peak_memory",
-           "time_call", "write_table"]
+           "time_call"]
 
 
 def reset_peak_memory(device: torch.device | str | None = None) -> None:
@@ -133,30 +128,3 @@ def interleaved_step_times(models: dict[str, torch.nn.Module], loss_fn: Callable
     times = interleave({name: step(m) for name, m in models.items()}, repeats, warmup,
                        sync=torch.cuda.synchronize if cuda else None)
     return {name: statistics.median(t) for name, t in times.items()}
-
-
-def write_table(rows: Sequence[dict[str, Any]], out_dir: Path, stem: str = "results", title: str = "",
-                notes: Sequence[str] = ()) -> tuple[Path, Path]:
-    """`<stem>.csv` and `<stem>.md` (a Markdown table, floats to 4 significant digits, then `notes` lines)."""
-    out_dir = Path(out_dir)
-    columns = list(dict.fromkeys(k for row in rows for k in row))
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns)
-    writer.writeheader()
-    writer.writerows(rows)
-    csv_path = out_dir / f"{stem}.csv"
-    atomic_write_text(csv_path, buffer.getvalue())
-
-    def cell(value: Any) -> str:
-        if isinstance(value, float):
-            return "n/a" if value != value else f"{value:.4g}"
-        return "" if value is None else str(value)
-
-    lines = [f"# {title}", ""] if title else []
-    lines += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(cell(row.get(c)) for c in columns) + " |" for row in rows]
-    if notes:
-        lines += ["", *notes]
-    md_path = out_dir / f"{stem}.md"
-    atomic_write_text(md_path, "\n".join(lines) + "\n")
-    return csv_path, md_path

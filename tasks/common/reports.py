@@ -1,14 +1,12 @@
 """Classification reports for any task: scikit-learn confusion matrix + per-class report, saved as CSV/TXT/PNG."""
 from __future__ import annotations
 
-import csv
-import io
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from .rundir import atomic_write_text
+from .files import atomic_write, write_csv
 
 __all__ = ["save_classification_report"]
 
@@ -26,17 +24,14 @@ def save_classification_report(
     labels = list(range(len(class_names)))
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     matrix = confusion_matrix(y_true, y_pred, labels=labels)
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(["true\\predicted", *class_names])
-    for name, row in zip(class_names, matrix):
-        writer.writerow([name, *row.tolist()])
-    atomic_write_text(out_dir / "confusion_matrix.csv", buffer.getvalue())
+    corner = "true\\predicted"
+    rows = [{corner: name, **dict(zip(class_names, counts.tolist()))} for name, counts in zip(class_names, matrix)]
+    write_csv(out_dir / "confusion_matrix.csv", rows, [corner, *class_names])
     report = classification_report(
         y_true, y_pred, labels=labels, target_names=list(class_names), digits=4, zero_division=0
     )
     accuracy = float(accuracy_score(y_true, y_pred))
-    atomic_write_text(out_dir / "classification_report.txt", f"{title}\naccuracy {accuracy:.4f}\n\n{report}")
+    atomic_write(out_dir / "classification_report.txt", f"{title}\naccuracy {accuracy:.4f}\n\n{report}")
 
     size = max(4.0, 0.32 * len(class_names) + 2)
     fig = Figure(figsize=(size, size), layout="constrained")  # Agg canvas, no pyplot state

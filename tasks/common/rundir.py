@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -12,6 +10,7 @@ from typing import Any
 import yaml
 
 from .cli import TaskError
+from .files import atomic_write
 
 
 def make_run_dir(task: str, out: Path | None = None, root: Path = Path("runs")) -> Path:
@@ -49,21 +48,6 @@ def resolve_resume(resume: Path | None) -> tuple[Path | None, Path | None]:
     raise TaskError(f"--resume: {resume} is neither a run directory nor a checkpoint file")
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write via a temp file in the same directory + rename, so a crash never leaves a half-written file."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _plain(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
@@ -79,7 +63,7 @@ def _plain(value: Any) -> Any:
 def save_config(run_dir: Path, config: dict[str, Any], name: str = "config.yaml") -> Path:
     """The resolved configuration, loadable again with `--config`."""
     path = Path(run_dir) / name
-    atomic_write_text(path, yaml.safe_dump(_plain(config), sort_keys=True))
+    atomic_write(path, yaml.safe_dump(_plain(config), sort_keys=True))
     return path
 
 
@@ -97,5 +81,5 @@ def write_metrics(run_dir: Path, metrics: dict[str, Any]) -> Path:
         return v
 
     path = Path(run_dir) / "metrics.json"
-    atomic_write_text(path, json.dumps(clean(metrics), indent=2, sort_keys=True) + "\n")
+    atomic_write(path, json.dumps(clean(metrics), indent=2, sort_keys=True) + "\n")
     return path

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -16,6 +14,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from .cli import TaskError
+from .files import atomic_write
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -27,16 +26,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         path.parent.mkdir(parents=True, exist_ok=True)
         buffer = io.BytesIO()
         torch.save(checkpoint, buffer)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(buffer.getbuffer())
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(path, buffer.getbuffer())
 
     def load_checkpoint(self, path, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
         try:
@@ -76,27 +66,27 @@ def _devices(value: str) -> int | str:
 def build_trainer(
     args: argparse.Namespace,
     run_dir: Path,
-    max_epochs: int,
+    max_epochs: int | None = None,
     monitor: str | None = None,
     mode: str = "max",
-    gradient_clip_val: float | None = None,
     callbacks: Sequence[Callback] = (),
     **trainer_kwargs: Any,
 ) -> pl.Trainer:
-    """A Trainer writing to `run_dir`: `checkpoints/last.ckpt` (+ best by `monitor`), `logs/` (CSV, TensorBoard)."""
-    checkpoint = ModelCheckpoint(
-        dirpath=run_dir / "checkpoints",
-        filename="best",
-        monitor=monitor,
-        mode=mode,
-        save_top_k=1 if monitor else 0,
-        save_last=True,
-    )
-    all_callbacks: list[Callback] = [checkpoint, LearningRateMonitor(logging_interval="epoch"), *callbacks]
+    """A Trainer writing to `run_dir`, set up from the common options (`add_common_args`).
+
+    Checkpoints: `checkpoints/last.ckpt` after every training epoch (what `--resume` continues from) and, with
+    `monitor`, `checkpoints/best.ckpt` (best value of that logged metric, `mode` max/min). Logs: `logs/metrics.csv`
+    and TensorBoard, the learning rate per epoch. `trainer_kwargs` go to `pl.Trainer` and win over the options
+    (e.g. `strategy=FSDPStrategy(...)`, `max_steps=...`, `gradient_clip_val=...`)."""
+    checkpoints = [ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", save_top_k=1,
+                                   save_on_train_epoch_end=True, enable_version_counter=False)]
+    if monitor:
+        checkpoints.insert(0, ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=monitor,
+                                              mode=mode, save_top_k=1, enable_version_counter=False))
+    all_callbacks: list[Callback] = [*checkpoints, LearningRateMonitor(logging_interval="epoch"), *callbacks]
     if not args.no_progress:
         all_callbacks.append(TQDMProgressBar(refresh_rate=10))
-    loggers = [CSVLogger(run_dir, name="logs", version=""), TensorBoardLogger(run_dir, name="logs", version="")]
-    return pl.Trainer(
+    settings: dict[str, Any] = dict(
         default_root_dir=run_dir,
         max_epochs=max_epochs,
         accelerator=args.accelerator,
@@ -104,17 +94,16 @@ def build_trainer(
         strategy=args.strategy,
         num_nodes=args.num_nodes,
         precision=args.precision,
-        logger=loggers,
+        logger=[CSVLogger(run_dir, name="logs", version=""), TensorBoardLogger(run_dir, name="logs", version="")],
         callbacks=all_callbacks,
         plugins=[AtomicCheckpointIO()],
-        gradient_clip_val=gradient_clip_val,
         limit_train_batches=_limit(args.limit_train_batches),
         limit_val_batches=_limit(args.limit_val_batches),
         enable_progress_bar=not args.no_progress,
         enable_model_summary=False,
         log_every_n_steps=10,
-        **trainer_kwargs,
     )
+    return pl.Trainer(**{**settings, **trainer_kwargs})
 
 
 def _limit(value: float) -> int | float | None:

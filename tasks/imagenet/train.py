@@ -1,53 +1,29 @@
 """Train a FocalNet (or any focalmod model) on a folder-per-class image dataset such as ImageNet.
 
     python -m tasks.imagenet.train                                  # embedded default: sklearn digits, minutes
-    python -m tasks.imagenet.train --data /data/imagenet            # official FocalNet-T recipe (configs/imagenet.yaml)
+    python -m tasks.imagenet.train --data /data/imagenet            # official FocalNet-T recipe (presets/imagenet.yaml)
     python -m tasks.imagenet.train --data /data/imagenet --model focalnet_base_lrf --devices 8 --strategy ddp
 
-Unset recipe options take configs/imagenet.yaml with --data and configs/digits.yaml without; `--config FILE`
-replaces that preset. Multi-GPU / multi-node: Lightning strategies (`--strategy ddp|fsdp --devices N
---num-nodes M`); see docs/imagenet.md for torchrun and SLURM. Writes the run directory: config.yaml, logs/ (CSV,
-TensorBoard), checkpoints/{last,best}.ckpt and metrics.json; `--resume <run dir>` continues a stopped run.
+Unset recipe options take presets/imagenet.yaml with --data and presets/digits.yaml without. Multi-GPU / multi-node:
+Lightning strategies (`--strategy ddp|fsdp --devices N --num-nodes M`); see docs/imagenet.md for torchrun and
+SLURM. Writes the run directory: config.yaml, logs/ (CSV, TensorBoard), checkpoints/{last,best}.ckpt and
+metrics.json; `--resume <run dir>` continues a stopped run.
 """
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 from typing import Any, Sequence
 
-import yaml
-from lightning.fabric.utilities.exceptions import MisconfigurationException
-
-from ..common import (
-    TaskError,
-    add_common_args,
-    apply_threads,
-    bool_arg,
-    build_trainer,
-    parse_with_config,
-    resolve_resume,
-    run_main,
-    save_config,
-    write_metrics,
-)
-from ..common.callbacks import EpochPrinter, RefreshLastCheckpoint
-from ..common.csvlog import merge_csv_logs, set_aside_csv_log
-from ..common.launch import is_rank_zero, release_run_dir, shared_run_dir
+from ..common import Run, Score, Summary, Task, TaskError, bool_arg, run_main, run_task
+from ..common.callbacks import EpochPrinter
 from .data import Augment, FolderData, ImageFolderDataModule, Preprocess
 from .digits import default_cache_dir, digits_image_folder
 from .module import ClassificationModule
 from .recipe import TASK_MODELS
 
-TASK = "imagenet"
-CONFIGS = Path(__file__).parent / "configs"
 
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m tasks.imagenet.train", description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 2)[2],
-    )
+def add_options(p: argparse.ArgumentParser) -> None:
     d = p.add_argument_group("data")
     d.add_argument("--data", type=Path, help="root holding train/<class>/* and val/<class>/* (default: the digits "
                    "set written to $FOCALMOD_CACHE or ~/.cache/focalmod)")
@@ -79,48 +55,21 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--weight-decay", type=float, help="AdamW weight decay (none on norms, biases, layer scale)")
     o.add_argument("--clip-grad", type=float, help="gradient norm clipping (0 disables)")
     o.add_argument("--accumulate-grad-batches", type=int, default=1, help="steps per optimiser update")
-    add_common_args(p, TASK)
-    return p
 
 
-def apply_preset(args: argparse.Namespace) -> argparse.Namespace:
-    """Unset recipe options come from configs/imagenet.yaml (with --data) or configs/digits.yaml (without)."""
-    preset = yaml.safe_load((CONFIGS / ("imagenet.yaml" if args.data else "digits.yaml")).read_text())
-    for key, value in preset.items():
-        if getattr(args, key, None) is None:
-            setattr(args, key, value)
+def resolve(args: argparse.Namespace) -> None:
     if isinstance(args.aa, str) and args.aa.lower() == "none":
         args.aa = None
-    return args
+    if (args.mixup > 0 or args.cutmix > 0) and args.batch_size % 2:
+        raise TaskError(f"--batch-size must be even with Mixup/CutMix (batch mode pairs images), got {args.batch_size}")
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    parser = build_parser()
-    args = parse_with_config(parser, argv)
-    resume_dir, ckpt = resolve_resume(args.resume)
-    if resume_dir is not None and args.config is None and (resume_dir / "config.yaml").is_file():
-        args = parse_with_config(parser, [*(argv or []), "--config", str(resume_dir / "config.yaml")])
-    run_dir = shared_run_dir(TASK, resume_dir or args.out)
-    try:
-        return train(apply_preset(args), run_dir, ckpt)
-    finally:
-        release_run_dir()
-
-
-# Where a run is, not what it is: left out of config.yaml so the file can seed a new run (`--config`).
-RUN_LOCATION_KEYS = ("config", "out", "resume")
-
-
-def train(args: argparse.Namespace, run_dir: Path, ckpt: Path | None) -> dict[str, Any]:
-    import lightning.pytorch as pl
+def train(run: Run) -> Summary | None:
     from lightning.pytorch.callbacks import EMAWeightAveraging
 
     from ..common import ThroughputLogger
 
-    apply_threads(args)
-    if (args.mixup > 0 or args.cutmix > 0) and args.batch_size % 2:
-        raise TaskError(f"--batch-size must be even with Mixup/CutMix (batch mode pairs images), got {args.batch_size}")
-    pl.seed_everything(args.seed, workers=True, verbose=False)
+    args = run.args
     root = args.data if args.data is not None else digits_image_folder(default_cache_dir(), args.input_size)
     folders = FolderData.from_root(root)
     pre = Preprocess(args.input_size, args.crop_pct)
@@ -135,49 +84,47 @@ def train(args: argparse.Namespace, run_dir: Path, ckpt: Path | None) -> dict[st
                                   str(args.init_checkpoint) if args.init_checkpoint else None,
                                   preprocess=dict(input_size=pre.input_size, crop_pct=pre.crop_pct))
     throughput = ThroughputLogger()
-    callbacks = [throughput, EpochPrinter(["val/top1", "val/top5"]), RefreshLastCheckpoint()]
+    callbacks = [throughput, EpochPrinter(["val/top1", "val/top5"])]
     if args.model_ema:
         callbacks.append(EMAWeightAveraging(decay=args.model_ema_decay))
-    if ckpt is not None and is_rank_zero():
-        set_aside_csv_log(run_dir)  # Lightning would restart logs/metrics.csv; merged back after the run
-    try:
-        trainer_args = argparse.Namespace(**{**vars(args), "strategy": _strategy(args)})
-        trainer = build_trainer(trainer_args, run_dir, args.epochs, monitor="val/top1", mode="max",
-                                gradient_clip_val=args.clip_grad or None, callbacks=callbacks,
-                                accumulate_grad_batches=args.accumulate_grad_batches)
-    except (ValueError, TypeError, MisconfigurationException) as err:  # bad --strategy/--devices/--accelerator
-        raise TaskError(f"trainer settings: {err}") from None
+    trainer = run.trainer(args.epochs, monitor="val/top1", mode="max", callbacks=callbacks,
+                          strategy=_strategy(args), gradient_clip_val=args.clip_grad or None,
+                          accumulate_grad_batches=args.accumulate_grad_batches)
     params = sum(p.numel() for p in module.model.parameters()) / 1e6
-    if is_rank_zero():
-        save_config(run_dir, {k: v for k, v in vars(args).items() if k not in RUN_LOCATION_KEYS})
-        print(f"run dir: {run_dir}\ndata: {root} ({len(folders.classes)} classes)\n"
-              f"model: {args.model} ({params:.2f} M params)", flush=True)
-    start = time.perf_counter()
-    trainer.fit(module, datamodule=data, ckpt_path=ckpt)
-    seconds = time.perf_counter() - start
-    if trainer.interrupted:
-        raise KeyboardInterrupt
+    run.say(f"run dir: {run.dir}\ndata: {root} ({len(folders.classes)} classes)\n"
+            f"model: {args.model} ({params:.2f} M params)")
+    seconds = run.fit(trainer, module, datamodule=data)
     images_per_sec = _last(trainer, "train/samples_per_sec")  # validate() below resets the logged metrics
     results = trainer.validate(module, datamodule=data, verbose=False)[0]
+    if not run.is_rank_zero:
+        return None
     best = trainer.checkpoint_callback.best_model_score if trainer.checkpoint_callback else None
-    metrics = dict(
+    extras = dict(
         top1=float(results["val/top1"]), top5=float(results["val/top5"]), val_loss=float(results["val/loss"]),
         val_images=int(results["val/images"]), best_top1=float(best) if best is not None else None,
-        epochs=trainer.current_epoch, train_seconds=seconds, model=args.model, params_m=round(params, 4),
+        epochs=trainer.current_epoch, train_seconds=seconds, model=args.model,
         num_classes=len(folders.classes), train_images=len(data.train_set),
         epoch_seconds=sum(throughput.epoch_seconds) / max(len(throughput.epoch_seconds), 1),
         train_images_per_sec=images_per_sec, world_size=trainer.world_size,
         total_batch=args.batch_size * trainer.world_size * args.accumulate_grad_batches,  # devices x nodes
-        peak_lr=module.peak_lr, global_step=trainer.global_step, resumed_from=str(ckpt) if ckpt else None,
-        data=str(root),
+        peak_lr=module.peak_lr, global_step=trainer.global_step,
     )
-    if is_rank_zero():
-        write_metrics(run_dir, metrics)
-        merge_csv_logs(run_dir)
-        print(f"\ntop-1 {metrics['top1']:.4f}  top-5 {metrics['top5']:.4f}  ({metrics['val_images']} val images) "
-              f"after {metrics['epochs']} epochs in {seconds:.0f} s ({metrics['epoch_seconds']:.1f} s/epoch, "
-              f"{metrics['train_images_per_sec'] or 0:.0f} img/s)\nrun dir: {run_dir}", flush=True)
-    return metrics
+    print(f"\ntop-1 {extras['top1']:.4f}  top-5 {extras['top5']:.4f}  ({extras['val_images']} val images) "
+          f"after {extras['epochs']} epochs in {seconds:.0f} s ({extras['epoch_seconds']:.1f} s/epoch, "
+          f"{extras['train_images_per_sec'] or 0:.0f} img/s)\nrun dir: {run.dir}", flush=True)
+    return Summary(Score("top1", extras["top1"]), data=str(root), split="val", params_m=params, extras=extras)
+
+
+TASK = Task(
+    name="imagenet", module="tasks.imagenet.train", doc=__doc__, add_options=add_options,
+    presets=Path(__file__).parent / "presets", choose_preset=lambda args: "digits" if args.data is None else "imagenet",
+    run=train, resolve=resolve,
+)
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
+    """Train; returns the content of metrics.json (rank 0). `argv` None: the command line."""
+    return run_task(TASK, argv)
 
 
 def _strategy(args: argparse.Namespace) -> Any:
