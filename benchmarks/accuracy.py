@@ -1,15 +1,14 @@
 """Accuracy at equal budget: each architecture trained by the task CLIs with the same budget on their embedded data.
 
 Each run is ``python -m <task module> <model args> <budget flag> N --out DIR --seed 0`` in a subprocess (the task
-owns data, recipe and metrics; without a data argument it uses its embedded dataset); the score is read from
-``DIR/metrics.json``. A task whose CLI is not installed gives one 'n/a (task not available)' row; a failed run
-gives its last error line.
+owns data, recipe and metrics; without a data argument it uses its embedded dataset); the score is the primary
+metric of ``DIR/metrics.json`` (``metric.value``, schema in ``tasks/common/metrics.py``). A task whose CLI is not
+installed gives one 'n/a (task not available)' row; a failed run gives its last error line.
 """
 from __future__ import annotations
 
 import importlib
 import importlib.util
-import json
 import os
 import subprocess
 import sys
@@ -17,6 +16,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from tasks.common.metrics import read_metrics
 
 from .measure import REPO_ROOT
 from .progress import Progress
@@ -26,10 +27,9 @@ ACCURACY_COLUMNS = ["task", "dataset", "model", "params_M", "budget", "metric", 
 
 @dataclass(frozen=True)
 class AccuracyTask:
-    """A task CLI, its embedded dataset, the compared models (label -> CLI args), the budget and the score key.
+    """A task CLI, its embedded dataset, the compared models (label -> CLI args) and the budget.
 
-    `budget` is (flag, quick value, full value), the same for every model of the task; `metric_keys` are tried in
-    order in metrics.json (nested keys flattened with '/').
+    `budget` is (flag, quick value, full value), the same for every model of the task.
     """
 
     key: str
@@ -37,7 +37,6 @@ class AccuracyTask:
     dataset: str
     models: dict[str, tuple[str, ...]]
     budget: tuple[str, int, int]
-    metric_keys: tuple[str, ...]
     extra_args: tuple[str, ...] = ()
     models_from: str | None = None
 
@@ -51,7 +50,6 @@ TASKS = {
         "digits", "tasks.imagenet.train", "sklearn digits as an ImageNet-layout folder (tasks.imagenet)",
         _models("focalnet_digits"),
         ("--epochs", 1, 10),
-        ("val_top1", "val/top1", "top1", "val_acc", "val/acc", "acc", "accuracy"),
         ("--no-progress",),
         models_from="tasks.imagenet.recipe:TASK_MODELS",
     ),
@@ -59,7 +57,6 @@ TASKS = {
         "sounds", "tasks.audio.esc50", "synthetic ESC-50-format sounds (tasks.audio), held-out fold 1",
         _models("focalnet2d", "focalnet1d", "hornet"),
         ("--epochs", 1, 24),  # the task's default for its synthetic set
-        ("mean_accuracy", "accuracy"),
         ("--folds", "1", "--no-progress"),
     ),
     "volumes": AccuracyTask(
@@ -67,7 +64,6 @@ TASKS = {
         {"focal_unet": ("--model", "focal_unet"), "focal_unet+gnconv": ("--model", "focal_unet", "--mixer", "gnconv"),
          "unet": ("--model", "unet"), "swin_unetr": ("--model", "swin_unetr")},
         ("--max-steps", 20, 200),
-        ("dice",),
         ("--no-predict", "--no-progress"),
     ),
     # Opt-in (`--accuracy-tasks ... shapes`: ~11 min per backbone on one CPU core): Mask R-CNN on the synthetic
@@ -83,7 +79,6 @@ TASKS = {
                   "depths=[1,1,2,1]", "--backbone-arg", "num_heads=[1,2,4,8]", "--backbone-arg", "window_size=4",
                   "--backbone-arg", "drop_path_rate=0.0")},
         ("--epochs", 2, 24),
-        ("bbox/AP50",),
         ("--no-progress",),
     ),
 }
@@ -109,39 +104,6 @@ def task_available(module: str) -> bool:
         return importlib.util.find_spec(module) is not None
     except ModuleNotFoundError:
         return False
-
-
-def find_metric(metrics: dict[str, Any], keys: tuple[str, ...]) -> tuple[str, float] | None:
-    """The first of `keys` found in `metrics` (nested dicts flattened with '/'), else any key naming a score."""
-    flat: dict[str, float] = {}
-
-    def walk(d: dict[str, Any], prefix: str) -> None:
-        for k, v in d.items():
-            if isinstance(v, dict):
-                walk(v, f"{prefix}{k}/")
-            elif isinstance(v, (int, float)) and not isinstance(v, bool):
-                flat[f"{prefix}{k}"] = float(v)
-
-    walk(metrics, "")
-    for key in keys:
-        if key in flat:
-            return key, flat[key]
-    for key, v in flat.items():
-        if any(w in key.lower() for w in ("top1", "acc", "dice")):
-            return key, v
-    return None
-
-
-def find_params_m(metrics: dict[str, Any]) -> float | None:
-    """The model's parameter count in millions from a task's metrics.json (`params_m`, or `params` / `model.params`
-    as a count), else None."""
-    if isinstance(metrics.get("params_m"), (int, float)):
-        return round(float(metrics["params_m"]), 3)
-    model = metrics.get("model")
-    for count in (metrics.get("params"), model.get("params") if isinstance(model, dict) else None):
-        if isinstance(count, (int, float)) and not isinstance(count, bool):
-            return round(count / 1e6, 3)
-    return None
 
 
 def run_accuracy(tasks: list[str], out_dir: Path, quick: bool, timeout_s: float, budget: int | None = None,
@@ -175,14 +137,13 @@ def run_accuracy(tasks: list[str], out_dir: Path, quick: bool, timeout_s: float,
                 continue
             rows.append(row)
             start = time.perf_counter()
-            _run_one(task, cmd, run_dir, row, timeout_s, env)
+            _run_one(cmd, run_dir, row, timeout_s, env)
             if progress is not None and row.get("status") == "ok":
                 progress.add("accuracy", str(run_dir), signature, [row], time.perf_counter() - start)
     return rows
 
 
-def _run_one(task: AccuracyTask, cmd: list[str], run_dir: Path, row: dict[str, Any], timeout_s: float,
-             env: dict[str, str]) -> None:
+def _run_one(cmd: list[str], run_dir: Path, row: dict[str, Any], timeout_s: float, env: dict[str, str]) -> None:
     """Run one training subprocess and fill `row` with its score and status."""
     start = time.perf_counter()
     try:
@@ -196,9 +157,11 @@ def _run_one(task: AccuracyTask, cmd: list[str], run_dir: Path, row: dict[str, A
         tail = (proc.stderr.strip().splitlines() or ["no metrics.json written"])[-1][:160]
         row["status"] = f"error: {tail}"
         return
-    metrics = json.loads(metrics_file.read_text())
-    found = find_metric(metrics, task.metric_keys)
-    if found is None:
-        row["status"] = "error: no accuracy/dice key in metrics.json"
+    try:
+        metrics = read_metrics(metrics_file)
+    except ValueError as err:
+        row["status"] = f"error: {str(err)[:200]}"
         return
-    row.update(metric=found[0], score=round(found[1], 4), params_M=find_params_m(metrics), status="ok")
+    score, params_m = metrics["metric"], metrics["params_m"]
+    row.update(metric=score["name"], score=None if score["value"] is None else round(score["value"], 4),
+               params_M=None if params_m is None else round(params_m, 3), status="ok")

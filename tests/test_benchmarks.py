@@ -200,16 +200,22 @@ def test_plots_written_with_failure_marks(tmp_path):
 
 
 FAKE_TASK = '''
-import argparse, json, pathlib, sys
+import argparse, pathlib, sys
+from tasks.common.metrics import Score, Summary, build_metrics
+from tasks.common.rundir import write_metrics
 p = argparse.ArgumentParser()
 p.add_argument("--model"); p.add_argument("--epochs", type=int); p.add_argument("--out"); p.add_argument("--seed")
 a = p.parse_args()
 if a.model == "bad":
     sys.exit("error: --model bad is not supported")
-pathlib.Path(a.out).mkdir(parents=True, exist_ok=True)
+out = pathlib.Path(a.out)
+out.mkdir(parents=True, exist_ok=True)
+if a.model == "old":  # a metrics.json from before the shared schema
+    (out / "metrics.json").write_text('{"top1": 0.5}')
+    sys.exit(0)
 score = {"good": 0.5, "better": 0.75}[a.model] * a.epochs
-pathlib.Path(a.out, "metrics.json").write_text(json.dumps({"val": {"top1": score}, "epochs": a.epochs,
-                                                           "model": {"name": a.model, "params": 2_500_000}}))
+summary = Summary(Score("val/top1", score), data="fake data", split="val", params_m=2.5, extras={"epochs": a.epochs})
+write_metrics(out, build_metrics(summary, "fake", None, {"wall_seconds": 0.0}, "fake_task_cli", None))
 '''
 
 
@@ -217,19 +223,17 @@ def test_accuracy_runs_task_cli_and_reads_metrics(tmp_path, monkeypatch):
     (tmp_path / "fake_task_cli.py").write_text(FAKE_TASK)
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setenv("PYTHONPATH", str(tmp_path))
-    fake = accuracy.AccuracyTask("fake", "fake_task_cli", "fake data", accuracy._models("good", "better", "bad"),
-                                 ("--epochs", 1, 5), ("val/top1",))
-    missing = accuracy.AccuracyTask("gone", "no_such_task_module_xyz", "none", {}, ("--epochs", 1, 5), ("acc",))
+    fake = accuracy.AccuracyTask("fake", "fake_task_cli", "fake data",
+                                 accuracy._models("good", "better", "bad", "old"), ("--epochs", 1, 5))
+    missing = accuracy.AccuracyTask("gone", "no_such_task_module_xyz", "none", {}, ("--epochs", 1, 5))
     monkeypatch.setattr(accuracy, "TASKS", {"fake": fake, "gone": missing})
     rows = accuracy.run_accuracy(["fake", "gone"], tmp_path / "out", quick=False, timeout_s=60)
     got = [(r["model"], r.get("score"), r["status"]) for r in rows[:2]]
     assert got == [("good", 2.5, "ok"), ("better", 3.75, "ok")]
     assert rows[0]["budget"] == "--epochs 5" and rows[0]["metric"] == "val/top1" and rows[0]["params_M"] == 2.5
-    assert accuracy.find_params_m({"params_m": 0.8106}) == 0.811 and accuracy.find_params_m({"params": 4080000}) == 4.08
-    assert accuracy.find_params_m({"model": "vit"}) is None
     assert rows[2]["status"] == "error: error: --model bad is not supported"
-    assert rows[3]["model"] == "all" and rows[3]["status"] == "n/a (task not available)"
-    assert accuracy.find_metric({"test": {"acc_mean": 0.9}}, ("top1",)) == ("test/acc_mean", 0.9)
+    assert rows[3]["status"].startswith("error: ") and "missing key(s) schema, task" in rows[3]["status"]
+    assert rows[4]["model"] == "all" and rows[4]["status"] == "n/a (task not available)"
 
 
 def test_accuracy_resume_keeps_finished_runs_and_retries_failed_ones(tmp_path, monkeypatch):
@@ -238,7 +242,7 @@ def test_accuracy_resume_keeps_finished_runs_and_retries_failed_ones(tmp_path, m
     (tmp_path / "fake_task_cli.py").write_text(FAKE_TASK)
     monkeypatch.setenv("PYTHONPATH", str(tmp_path))
     fake = accuracy.AccuracyTask("fake", "fake_task_cli", "fake data", accuracy._models("good", "bad"),
-                                 ("--epochs", 1, 5), ("val/top1",))
+                                 ("--epochs", 1, 5))
     monkeypatch.setattr(accuracy, "TASKS", {"fake": fake})
     monkeypatch.setattr(accuracy, "task_available", lambda module: True)
     out = tmp_path / "out"

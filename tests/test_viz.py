@@ -11,7 +11,7 @@ from PIL import Image
 import focalmod
 from focalmod import FocalModulation2d
 from focalmod.viz import modulation_maps, plot_modulation_maps, quantile_mask
-from focalmod.viz.__main__ import main as viz_main
+from tasks.viz import main as viz_main
 from tasks.common import run_main
 
 SMALL = dict(embed_dim=16, depths=(1, 1, 2, 1), num_classes=5)

@@ -9,10 +9,9 @@ from __future__ import annotations
 import csv
 import functools
 import hashlib
+import io
 import json
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -23,6 +22,7 @@ import torch
 import torchaudio
 
 from tasks.common import TaskError
+from tasks.common.files import atomic_write
 
 __all__ = [
     "ESC50_COLUMNS",
@@ -244,10 +244,9 @@ class FeatureCache:
         self.misses += 1
         value = compute()
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npy.tmp")
-        with os.fdopen(fd, "wb") as fh:
-            np.save(fh, value, allow_pickle=False)
-        os.replace(tmp, path)
+        buffer = io.BytesIO()
+        np.save(buffer, value, allow_pickle=False)
+        atomic_write(path, buffer.getbuffer())
         return value
 
 

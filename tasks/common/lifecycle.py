@@ -78,6 +78,12 @@ class Run:
     resume_checkpoint: Path | None = None  # an explicit `--resume X.ckpt`, for the trainer in `dir`
     train_seconds: float = 0.0
     resumed_from: list[Path] = field(default_factory=list)
+    started: float = field(default_factory=time.perf_counter)
+
+    @property
+    def elapsed_seconds(self) -> float:
+        """Seconds since the run started (options read, run directory made)."""
+        return time.perf_counter() - self.started
 
     @property
     def is_rank_zero(self) -> bool:
@@ -116,6 +122,7 @@ class Run:
         ckpt = self._checkpoint_for(trainer_dir)
         if ckpt is not None:
             self.resumed_from.append(ckpt)
+            self.say(f"resuming from {ckpt}")
             if self.is_rank_zero:
                 set_aside_csv_log(trainer_dir)  # Lightning's CSVLogger restarts metrics.csv; merged back below
         elif self.resumed:

@@ -61,13 +61,16 @@ class Presets:
         return _apply(self.values[name], given)
 
     def describe(self, dest: str) -> str:
-        """How the presets set `dest`, for --help: 'digits: 10; imagenet: 300' ('' if none sets it)."""
+        """How the presets set `dest`, for --help: 'digits: 10; imagenet: 300', conditional values in brackets
+        ('synthetic: 512 (--features stft: 256)'); '' if no preset sets it."""
         parts = []
         for name, values in self.values.items():
-            text = "; ".join(f"{cond}{_show(v)}" for cond, v in _assignments(values, dest))
-            if text:
-                parts.append(f"{name}: {text}")
-        return ", ".join(parts)
+            found = _assignments(values, dest)
+            plain = [_show(v) for conditions, v in found if not conditions]
+            conditional = [f"{', '.join(conditions)}: {_show(v)}" for conditions, v in found if conditions]
+            if found:
+                parts.append(f"{name}: " + " ".join(plain + ([f"({'; '.join(conditional)})"] if conditional else [])))
+        return "; ".join(parts)
 
 
 def _split(key: str) -> tuple[str, Any] | None:
@@ -96,14 +99,15 @@ def _options(values: Mapping[str, Any]) -> list[str]:
     return out
 
 
-def _assignments(values: Mapping[str, Any], dest: str, prefix: str = "") -> list[tuple[str, Any]]:
-    """(condition text, value) for each place `values` sets `dest`, plain value first."""
-    found = [(prefix, v) for k, v in values.items() if _split(k) is None and k.replace("-", "_") == dest]
+def _assignments(values: Mapping[str, Any], dest: str, conditions: tuple[str, ...] = ()
+                 ) -> list[tuple[tuple[str, ...], Any]]:
+    """(conditions, value) for each place `values` sets `dest`, the plain value first."""
+    found = [(conditions, v) for k, v in values.items() if _split(k) is None and k.replace("-", "_") == dest]
     for key, section in values.items():
         condition = _split(key)
         if condition is not None:
             option, value = condition
-            found += _assignments(section, dest, f"{prefix}{'--' + option.replace('_', '-')} {_show(value)}: ")
+            found += _assignments(section, dest, (*conditions, f"--{option.replace('_', '-')} {_show(value)}"))
     return found
 
 

@@ -15,6 +15,8 @@ import nibabel as nib
 import numpy as np
 from monai.data.synthetic import create_test_image_2d, create_test_image_3d
 
+from tasks.common.files import atomic_write
+
 __all__ = ["SYNTHETIC_AFFINE_DIAG", "intensity_threshold_dice", "write_synthetic_decathlon"]
 
 # Voxel spacing (mm) and axis flips of the files: L and P flipped (an LPS-like affine, as scanners write), so
@@ -92,7 +94,7 @@ def write_synthetic_decathlon(
         "test": test,
         "synthetic": settings,
     }
-    meta.write_text(json.dumps(dataset, indent=2) + "\n")
+    atomic_write(meta, json.dumps(dataset, indent=2) + "\n")  # written last: other ranks wait for it
     return root
 
 

@@ -1,11 +1,17 @@
 """2D/3D medical segmentation with Focal-UNet, MONAI UNet or MONAI SwinUNETR: `python -m tasks.medical.train`.
 
+    python -m tasks.medical.train                                   # embedded default: synthetic 3D volumes
+    python -m tasks.medical.train --compare                         # the three networks, results.md / results.csv
+    python -m tasks.medical.train --data /data/Task09_Spleen --roi-size 96 --pixdim 1.5 1.5 2.0 \\
+        --intensity range --a-min -57 --a-max 164
+
 Reads a Medical Segmentation Decathlon folder (`--data`: dataset.json, imagesTr/, labelsTr/, NIfTI) through MONAI
 transforms, trains with DiceCE loss under a fixed step budget, validates with sliding-window inference (per-class
 Dice and HD95), and writes the validation predictions back as NIfTI with each input's affine. Without `--data` it
 first writes a small noisy synthetic Decathlon set (monai `create_test_image_3d`/`2d`) into the run directory.
 `--compare` trains all three networks on the same data, budget and metrics (one subprocess each, so the CPU peak
-memory is per model) and writes results.md / results.csv.
+memory is per model) and writes results.md / results.csv. Unset data options take presets/synthetic.yaml without
+--data and presets/decathlon.yaml with it.
 """
 from __future__ import annotations
 
@@ -14,50 +20,28 @@ import json
 import platform
 import subprocess
 import sys
-import time
 import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
-import lightning.pytorch as pl
 import monai
 import nibabel as nib
 import numpy as np
 import torch
 from monai.data import CacheDataset, DataLoader, list_data_collate
 
-from tasks.common import (
-    TaskError,
-    add_common_args,
-    apply_threads,
-    build_trainer,
-    make_run_dir,
-    parse_with_config,
-    resolve_resume,
-    run_main,
-    save_config,
-    write_metrics,
-)
-from tasks.common.measure import (
-    StepTimer,
-    interleaved_step_times,
-    peak_memory_mb,
-    reset_peak_memory,
-    write_table,
-)
+from tasks.common import Run, Score, Summary, Task, TaskError, run_main, run_task, save_config
+from tasks.common.files import write_table
+from tasks.common.lifecycle import build_parser as task_parser
+from tasks.common.measure import StepTimer, interleaved_step_times, peak_memory_mb, reset_peak_memory
 
 from .data import build_transforms, check_case, data_config, read_decathlon, split_cases
 from .module import MODELS, SegmentationModule, build_network, size_divisor
 from .predict import predict_files
 from .synthetic import intensity_threshold_dice, write_synthetic_decathlon
 
-TASK = "medical"
-SYNTHETIC_INTENSITY = ("range", -0.5, 1.5)  # synthetic images are in [0, 1] plus Gaussian noise
 
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m tasks.medical.train", description=__doc__.split("\n\n", 1)[1],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+def add_options(p: argparse.ArgumentParser) -> None:
     d = p.add_argument_group("data")
     d.add_argument("--data", type=Path, default=None,
                    help="Decathlon task folder (dataset.json, imagesTr, labelsTr); omitted: write the synthetic set")
@@ -65,15 +49,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="2 for 2D images (H, W), 3 for volumes; the files must match")
     d.add_argument("--val-frac", type=float, default=0.2, help="fraction of the training list held out")
     d.add_argument("--roi-size", type=int, nargs="+", default=None,
-                   help="training crop and sliding-window size, one int per axis or one for all "
-                        "(default 32 in 3D, 64 in 2D); must be a multiple of the network's size divisor")
+                   help="training crop and sliding-window size, one int per axis or one for all; must be a "
+                        "multiple of the network's size divisor")
     d.add_argument("--pixdim", type=float, nargs="+", default=None,
-                   help="resample to this voxel spacing (Spacingd); default: keep the files' spacing "
-                        "(the synthetic default resamples to its own spacing)")
+                   help="resample to this voxel spacing (Spacingd); unset: keep the files' spacing")
     d.add_argument("--orientation", default="RAS", help="Orientationd axis codes, or 'none' to keep the files'")
     d.add_argument("--intensity", choices=("range", "zscore"), default=None,
                    help="range: ScaleIntensityRanged(a_min, a_max -> 0, 1, clip) e.g. a CT window; zscore: "
-                        "NormalizeIntensityd on nonzero voxels (MRI). Default: range on synthetic, zscore on --data")
+                        "NormalizeIntensityd on nonzero voxels (MRI)")
     d.add_argument("--a-min", type=float, default=None, help="intensity window low end for --intensity range")
     d.add_argument("--a-max", type=float, default=None, help="intensity window high end for --intensity range")
     d.add_argument("--no-crop-foreground", action="store_true", help="skip CropForegroundd")
@@ -86,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--cache-rate", type=float, default=1.0, help="CacheDataset fraction of cases cached")
     s = p.add_argument_group("synthetic default (no --data)")
     s.add_argument("--synthetic-cases", type=int, default=20, help="labelled cases written (plus 2 test images)")
-    s.add_argument("--synthetic-size", type=int, default=None, help="side of each case (default 48 in 3D, 96 in 2D)")
+    s.add_argument("--synthetic-size", type=int, default=None, help="side of each case")
     s.add_argument("--synthetic-classes", type=int, default=2, help="foreground classes")
     s.add_argument("--synthetic-noise", type=float, default=0.5, help="MONAI uniform noise_max")
     s.add_argument("--synthetic-std", type=float, default=0.2, help="added Gaussian noise std (image range 0..1)")
@@ -124,37 +107,27 @@ def build_parser() -> argparse.ArgumentParser:
                    help="--compare: also time the three networks' training steps taking turns in one process "
                         "(median of N rounds; 0: skip)")
     o.add_argument("--no-predict", action="store_true", help="do not write NIfTI predictions of the validation cases")
-    add_common_args(p, TASK)
-    return p
 
 
 def resolve_args(args: argparse.Namespace) -> argparse.Namespace:
-    """Fill the data-dependent defaults (so config.yaml holds concrete values) and check the flag values."""
+    """Check the flag values and spell out the ROI per axis (so config.yaml holds concrete values)."""
     sd = args.spatial_dims
-    if args.synthetic_size is None:
-        args.synthetic_size = 48 if sd == 3 else 96
-    roi = args.roi_size or [32 if sd == 3 else 64]
+    roi = list(args.roi_size or [])
     if len(roi) == 1:
         roi = roi * sd
     if len(roi) != sd or min(roi) <= 0:
         raise TaskError(f"--roi-size needs 1 or {sd} positive ints for --spatial-dims {sd}, got {args.roi_size}")
-    args.roi_size = list(roi)
-    if args.pixdim is None and args.data is None:
-        args.pixdim = [abs(v) for v in (1.5, 1.5, 2.0)[:sd]]
+    args.roi_size = roi
     if args.pixdim is not None and len(args.pixdim) != sd:
         raise TaskError(f"--pixdim needs {sd} values for --spatial-dims {sd}, got {args.pixdim}")
-    if args.intensity is None:
-        args.intensity = "range" if args.data is None else "zscore"
-    if args.intensity == "range":
-        synthetic = args.data is None
-        args.a_min = args.a_min if args.a_min is not None else (SYNTHETIC_INTENSITY[1] if synthetic else None)
-        args.a_max = args.a_max if args.a_max is not None else (SYNTHETIC_INTENSITY[2] if synthetic else None)
-        if args.a_min is None or args.a_max is None or args.a_max <= args.a_min:
-            raise TaskError(f"--intensity range needs --a-min < --a-max (e.g. -57 164 for a CT soft-tissue "
-                            f"window), got {args.a_min}, {args.a_max}")
+    if args.intensity == "range" and (args.a_min is None or args.a_max is None or args.a_max <= args.a_min):
+        raise TaskError(f"--intensity range needs --a-min < --a-max (e.g. -57 164 for a CT soft-tissue "
+                        f"window), got {args.a_min}, {args.a_max}")
     for name in ("max_steps", "batch_size", "num_samples", "feature_size", "sw_batch_size"):
         if getattr(args, name) <= 0:
             raise TaskError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    if args.compare and args.resume is not None:
+        raise TaskError("--compare cannot --resume; resume each model's run directory instead")
     return args
 
 
@@ -165,15 +138,18 @@ def focal_kwargs(args: argparse.Namespace) -> dict[str, Any]:
                 decoder=args.decoder, drop_path_rate=args.drop_path, mixer=args.mixer)
 
 
-def data_root(args: argparse.Namespace, run_dir: Path) -> Path:
-    """`--data`, or the synthetic set written (once) into the run directory."""
+def data_root(run: Run) -> Path:
+    """`--data`, or the synthetic set written (once, by rank 0) into the run directory."""
+    args = run.args
     if args.data is not None:
-        return args.data
-    return write_synthetic_decathlon(
-        run_dir / "data", spatial_dims=args.spatial_dims, size=args.synthetic_size, num_train=args.synthetic_cases,
+        return Path(args.data)
+    root = run.dir / "data"
+    run.on_rank_zero_first(lambda: write_synthetic_decathlon(
+        root, spatial_dims=args.spatial_dims, size=args.synthetic_size, num_train=args.synthetic_cases,
         num_classes=args.synthetic_classes, noise_max=args.synthetic_noise, noise_std=args.synthetic_std,
         seed=args.seed,
-    )
+    ), ready=(root / "dataset.json").is_file, what=f"the synthetic set in {root}")
+    return root
 
 
 def build_module(args: argparse.Namespace, in_channels: int, num_classes: int) -> SegmentationModule:
@@ -191,23 +167,25 @@ def build_module(args: argparse.Namespace, in_channels: int, num_classes: int) -
     return module
 
 
-def train_one(args: argparse.Namespace) -> dict[str, Any]:
-    """One network: data checks, training, final validation, NIfTI predictions, metrics.json."""
-    start = time.perf_counter()
-    resume_dir, ckpt = resolve_resume(args.resume)
-    run_dir = make_run_dir(TASK, resume_dir or args.out)
-    pl.seed_everything(args.seed, workers=True)
-    root = data_root(args, run_dir)
+def train(run: Run) -> Summary | list[dict[str, Any]] | None:
+    """One network (data checks, training, final validation, NIfTI predictions), or `--compare`."""
+    # Expected on untrained or tiny runs and on 2D files; they would drown the progress lines.
+    for message in (r".*is all 0, this may result in nan/inf distance", r".*always_return_as_numpy",
+                    r".*axcodes .* length is smaller than", r".*smaller than the logging interval"):
+        warnings.filterwarnings("ignore", message=message)
+    if run.args.compare:
+        return compare(run)
+    args = run.args
+    root = data_root(run)
     dataset = read_decathlon(root)
     for case in dataset.training:
         check_case(case, dataset.labels, args.spatial_dims, len(dataset.modalities))
     train_cases, val_cases = split_cases(dataset.training, args.val_frac, args.seed)
-    save_config(run_dir, vars(args))
     cfg = data_config(vars(args))
     module = build_module(args, len(dataset.modalities), dataset.num_classes)
     params = sum(p.numel() for p in module.model.parameters())
-    print(f"{args.model}: {params / 1e6:.2f} M params; {dataset.name}: {len(train_cases)} train / {len(val_cases)} "
-          f"val cases, {dataset.num_classes} classes, ROI {tuple(args.roi_size)}; run dir {run_dir}", flush=True)
+    run.say(f"{args.model}: {params / 1e6:.2f} M params; {dataset.name}: {len(train_cases)} train / {len(val_cases)} "
+            f"val cases, {dataset.num_classes} classes, ROI {tuple(args.roi_size)}; run dir {run.dir}")
 
     train_ds = CacheDataset(train_cases, build_transforms(cfg, train=True), cache_rate=args.cache_rate,
                             num_workers=max(args.num_workers, 1), progress=False)
@@ -218,19 +196,18 @@ def train_one(args: argparse.Namespace) -> dict[str, Any]:
     val_loader = DataLoader(val_ds, batch_size=1, num_workers=args.num_workers)
 
     timer = StepTimer(print_every=args.print_every)
-    trainer = build_trainer(
-        args, run_dir, max_epochs=-1, monitor="val/dice" if args.val_every else None, callbacks=[timer],
-        max_steps=args.max_steps, check_val_every_n_epoch=args.val_every or 10**9, num_sanity_val_steps=0,
-    )
+    trainer = run.trainer(max_epochs=-1, monitor="val/dice" if args.val_every else None, callbacks=[timer],
+                          max_steps=args.max_steps, check_val_every_n_epoch=args.val_every or 10**9,
+                          num_sanity_val_steps=0)
     device = trainer.strategy.root_device  # the module goes back to the CPU after fit; measure and predict here
     reset_peak_memory(device)
-    train_start = time.perf_counter()
-    trainer.fit(module, train_loader, val_loader, ckpt_path=str(ckpt) if ckpt else None)
-    train_seconds = time.perf_counter() - train_start
+    train_seconds = run.fit(trainer, module, train_loader, val_loader)
     memory_mb, memory_kind = peak_memory_mb(device)
     trainer.validate(module, val_loader, verbose=False)
+    if not trainer.is_global_zero:
+        return None
     val = module.last_val
-    metrics: dict[str, Any] = {
+    extras: dict[str, Any] = {
         "model": args.model, "dice": val["dice"],
         "dice_per_class": dict(zip(dataset.class_names[1:], val["dice_per_class"])),
         "hd95": val["hd95"], "hd95_per_class": dict(zip(dataset.class_names[1:], val["hd95_per_class"])),
@@ -239,19 +216,17 @@ def train_one(args: argparse.Namespace) -> dict[str, Any]:
         "train_seconds": train_seconds, "spatial_dims": args.spatial_dims, "roi_size": args.roi_size,
         "train_cases": len(train_cases), "val_cases": len(val_cases), "dataset": dataset.name,
         "device": str(device), "threads": torch.get_num_threads(),
-        "versions": {"torch": torch.__version__, "monai": monai.__version__, "python": platform.python_version()},
     }
-    if trainer.is_global_zero:
-        if "synthetic" in _dataset_json(root):
-            metrics["intensity_threshold_dice"] = _threshold_dice(val_cases, dataset.num_classes - 1)
-        if not args.no_predict:
-            written = predict_files(module, [c["image"] for c in val_cases], cfg, run_dir / "predictions", device)
-            metrics["predictions"] = [str(p) for p in written]
-            metrics["dice_original_space"] = _file_dice(written, val_cases, dataset.num_classes)
-        metrics["time_s"] = time.perf_counter() - start
-        write_metrics(run_dir, metrics)
-        print(_summary(metrics, run_dir), flush=True)
-    return metrics
+    baseline = None
+    if "synthetic" in _dataset_json(root):
+        baseline = Score("best intensity window", _threshold_dice(val_cases, dataset.num_classes - 1))
+    if not args.no_predict:
+        written = predict_files(module, [c["image"] for c in val_cases], cfg, run.dir / "predictions", device)
+        extras["predictions"] = [str(p) for p in written]
+        extras["dice_original_space"] = _file_dice(written, val_cases, dataset.num_classes)
+    print(_summary(extras, run.dir), flush=True)
+    return Summary(Score("dice", val["dice"]), data=str(root), split=f"val ({args.val_frac:g} of the training list)",
+                   params_m=params / 1e6, extras=extras, baseline=baseline)
 
 
 def _dataset_json(root: Path) -> dict:
@@ -284,14 +259,12 @@ def _summary(m: dict[str, Any], run_dir: Path) -> str:
             f"{m['steps']} steps in {m['train_seconds']:.0f} s -> {run_dir / 'metrics.json'}")
 
 
-def compare(args: argparse.Namespace) -> list[dict[str, Any]]:
+def compare(run: Run) -> list[dict[str, Any]]:
     """Train every model in its own process on the same data and flags; write results.md and results.csv."""
-    if args.resume is not None:
-        raise TaskError("--compare cannot --resume; resume each model's run directory instead")
-    run_dir = make_run_dir(TASK, args.out)
-    root = data_root(args, run_dir)
-    flags = {**vars(args), "data": str(root), "compare": False, "resume": None, "config": None}
-    save_config(run_dir, {**vars(args), "data": str(root)})
+    args, run_dir = run.args, run.dir
+    root = data_root(run)
+    flags = {k: v for k, v in vars(args).items() if k not in ("config", "resume")}
+    flags.update(data=str(root), compare=False)
     rows, finished = [], []
     for name in MODELS:
         child = run_dir / name
@@ -328,10 +301,9 @@ def compare(args: argparse.Namespace) -> list[dict[str, Any]]:
             f"{ref['peak_memory_kind']}, one process per model. Device {ref['device']}, {ref['threads']} threads, "
             f"torch {torch.__version__}, monai {monai.__version__}, {platform.machine()}.",
         ]
-        if "intensity_threshold_dice" in ref:
-            notes.append(f"Best intensity-window Dice on the same cases (no network): "
-                         f"{ref['intensity_threshold_dice']:.3f}.")
-    write_table(rows, run_dir, "results", title=f"{TASK}: FocalUNet vs MONAI UNet vs SwinUNETR", notes=notes)
+        if ref["baseline"] is not None:
+            notes.append(f"Best intensity-window Dice on the same cases (no network): {ref['baseline']['value']:.3f}.")
+    write_table(rows, run_dir, "results", title=f"{TASK.name}: FocalUNet vs MONAI UNet vs SwinUNETR", notes=notes)
     print((run_dir / "results.md").read_text(), flush=True)
     return rows
 
@@ -355,22 +327,22 @@ def interleaved_timing(args: argparse.Namespace, root: Path) -> dict[str, float]
     return interleaved_step_times(nets, lambda m: loss(m(x), y), repeats=args.timing_repeats)
 
 
+TASK = Task(
+    name="medical", module="tasks.medical.train", doc=__doc__, add_options=add_options,
+    presets=Path(__file__).parent / "presets",
+    choose_preset=lambda args: "synthetic" if args.data is None else "decathlon",
+    run=train, resolve=resolve_args, versions=("monai", "nibabel"),
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The CLI's parser (options as given, before presets and resolution)."""
+    return task_parser(TASK)
+
+
 def main(argv: Sequence[str] | None = None) -> Any:
-    # Expected on untrained or tiny runs and on 2D files; they would drown the progress lines.
-    warnings.filterwarnings("ignore", message=r".*is all 0, this may result in nan/inf distance")
-    warnings.filterwarnings("ignore", message=r".*always_return_as_numpy")
-    warnings.filterwarnings("ignore", message=r".*axcodes .* length is smaller than")
-    warnings.filterwarnings("ignore", message=r".*smaller than the logging interval")
-    parser = build_parser()
-    args = parse_with_config(parser, argv)
-    if args.resume is not None and args.config is None:
-        resume_dir, _ = resolve_resume(args.resume)
-        if (resume_dir / "config.yaml").is_file():
-            args = parse_with_config(parser, [*(argv if argv is not None else sys.argv[1:]), "--config",
-                                              str(resume_dir / "config.yaml")])
-    args = resolve_args(args)
-    apply_threads(args)
-    return compare(args) if args.compare else train_one(args)
+    """Train one network (returns the content of metrics.json) or `--compare` (returns the table rows)."""
+    return run_task(TASK, argv)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,155 @@
+"""The ESC-50 evaluation protocol: which folds train, validate and test each run, one split's training and test
+reports (confusion matrix, predictions, listenable explanations) in `<run>/<split>/`."""
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from focalmod.viz import find_modulations
+from tasks.common import Run, TaskError, ThroughputLogger
+from tasks.common.callbacks import EpochPrinter
+from tasks.common.files import atomic_write, write_csv
+from tasks.common.reports import save_classification_report
+
+from .data import ESC50Index, load_waveform
+from .features import FeatureConfig, FeatureExtractor
+from .interpret import explain_clip, last_stage_modulator_map
+from .models import build_audio_model
+from .module import AudioClassifierModule, TrainConfig
+
+
+@dataclass(frozen=True)
+class Split:
+    """One training run of the protocol: its directory name, training/validation folds and test fold."""
+
+    name: str
+    train: tuple[int, ...]
+    val: tuple[int, ...]
+    test: int
+
+
+def plan_splits(protocol: str, folds: Sequence[int]) -> list[Split]:
+    """cv: one split per held-out fold (validation = the held-out fold, for monitoring only; no selection);
+    paper-split: train 1-3, validate 4 (best checkpoint), test 5."""
+    if protocol == "paper-split":
+        return [Split("paper-split", (1, 2, 3), (4,), 5)]
+    return [Split(f"fold{k}", tuple(f for f in range(1, 6) if f != k), (k,), k) for k in folds]
+
+
+def model_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """Constructor overrides of the registered variant from the model options."""
+    overrides: dict[str, Any] = {"drop_path_rate": args.drop_path}
+    if args.embed_dim is not None:
+        overrides["embed_dim"] = args.embed_dim
+    if args.depths is not None:
+        overrides["depths"] = tuple(args.depths)
+    for name in ("focal_levels", "patch_size", "mlp_ratio"):
+        if getattr(args, name) is not None:
+            overrides[name] = getattr(args, name)
+    return overrides
+
+
+def build_model(args: argparse.Namespace, num_classes: int, fcfg: FeatureConfig) -> nn.Module:
+    return build_audio_model(
+        args.model, num_classes, fcfg.num_freq, fcfg.num_frames, variant=args.variant, in_chans=args.in_chans,
+        pretrained=args.pretrained, resize=args.resize, init=args.init, mixer=args.mixer, **model_overrides(args),
+    )
+
+
+def run_split(run: Run, split: Split, index: ESC50Index, feats: torch.Tensor, fcfg: FeatureConfig) -> dict | None:
+    """Train on `split.train`, test on `split.test`; write the split's reports to `<run>/<split.name>/`; returns
+    its result (rank 0; None elsewhere). `result.json` is written last: a split that has one is done."""
+    args, split_dir = run.args, run.dir / split.name
+    pl.seed_everything(args.seed + split.test, workers=True, verbose=False)
+    labels, folds = torch.from_numpy(index.labels), index.folds
+    train_idx, val_idx = np.flatnonzero(np.isin(folds, split.train)), np.flatnonzero(np.isin(folds, split.val))
+    test_idx = np.flatnonzero(folds == split.test)
+    if min(len(train_idx), len(val_idx), len(test_idx)) == 0:
+        raise TaskError(f"{split.name}: a fold of {split} has no clips in {index.root}")
+    train_x = feats[train_idx]
+    tcfg = TrainConfig(**{k: getattr(args, k) for k in TrainConfig.__dataclass_fields__})
+    module = AudioClassifierModule(build_model(args, len(index.targets), fcfg), len(index.targets), fcfg.kind,
+                                   float(train_x.mean()), float(train_x.std().clamp_min(1e-6)), tcfg)
+    paper = args.protocol == "paper-split"  # cv: no model selection on the held-out fold
+    trainer = run.trainer(args.epochs, monitor="val/acc" if paper else None, dir=split_dir,
+                          callbacks=[ThroughputLogger(), EpochPrinter(["train/acc", "val/acc"])])
+    seconds = run.fit(trainer, module, _loader(train_x, labels[train_idx], args, True),
+                      _loader(feats[val_idx], labels[val_idx], args, False))
+    if not trainer.is_global_zero:
+        return None
+    if paper and trainer.checkpoint_callback.best_model_path:
+        state = torch.load(trainer.checkpoint_callback.best_model_path, map_location="cpu", weights_only=True)
+        module.load_state_dict(state["state_dict"])
+    module.to(trainer.strategy.root_device)
+    preds = _predict(module, feats[test_idx], args.batch_size)
+    y_true = labels[test_idx]
+    report = save_classification_report(split_dir, y_true.tolist(), preds.tolist(), index.class_names,
+                                        title=f"{split.name}: test fold {split.test}")
+    write_csv(split_dir / "predictions.csv", [
+        dict(filename=index.clips[i].filename, fold=split.test, true=index.class_names[t],
+             predicted=index.class_names[p]) for i, t, p in zip(test_idx, y_true.tolist(), preds.tolist())])
+    explanations = []
+    if args.explain and not find_modulations(module.model):
+        run.say("--explain: this model has no focal modulation (HorNet or the gnConv mixer); no explanations written")
+    elif args.explain:
+        module.cpu()
+        explanations = _explain(module, index, test_idx, feats, preds, FeatureExtractor(fcfg), args,
+                                split_dir / "explanations")
+    result = {
+        "split": split.name, "train_folds": list(split.train), "val_folds": list(split.val), "test_fold": split.test,
+        "accuracy": report["accuracy"], "num_test": len(test_idx), "train_seconds": seconds,
+        "epochs": trainer.current_epoch, "y_true": y_true.tolist(), "y_pred": preds.tolist(),
+        "explanations": explanations,
+    }
+    atomic_write(split_dir / "result.json", json.dumps(result) + "\n")
+    return result
+
+
+def _loader(x: torch.Tensor, y: torch.Tensor, args: argparse.Namespace, train: bool) -> DataLoader:
+    batch = min(args.batch_size, len(x))
+    return DataLoader(TensorDataset(x, y), batch_size=batch, shuffle=train, drop_last=train and len(x) > batch,
+                      num_workers=args.num_workers, persistent_workers=args.num_workers > 0)
+
+
+@torch.no_grad()
+def _predict(module: AudioClassifierModule, x: torch.Tensor, batch_size: int) -> torch.Tensor:
+    module.eval()
+    device = module.device
+    return torch.cat([module(x[i : i + batch_size].to(device)).argmax(1).cpu() for i in range(0, len(x), batch_size)])
+
+
+def _pick_clips(labels: np.ndarray, n: int) -> list[int]:
+    """Up to `n` positions, round-robin over the classes present (one clip per class before any second)."""
+    by_class = [list(np.flatnonzero(labels == c)) for c in np.unique(labels)]
+    picked: list[int] = []
+    for rank in range(max((len(v) for v in by_class), default=0)):
+        picked += [v[rank] for v in by_class if rank < len(v)]
+    return picked[:n]
+
+
+def _explain(module: AudioClassifierModule, index: ESC50Index, test_idx: np.ndarray, feats: torch.Tensor,
+             preds: torch.Tensor, extractor: FeatureExtractor, args: argparse.Namespace, out_dir: Path) -> list[str]:
+    """Modulator map (PNG) and listenable explanation (WAV) of `args.explain` test clips."""
+    names, written = index.class_names, []
+    labels = index.labels[test_idx]
+    module.eval()
+    for pos in _pick_clips(labels, args.explain):
+        clip = index.clips[test_idx[pos]]
+        x = feats[test_idx[pos]][None]
+        fmap = last_stage_modulator_map(module.model, module.normalize(x.to(module.device)))[0].cpu()
+        cfg = extractor.config
+        wave = load_waveform(index.path(clip), cfg.sample_rate, cfg.num_samples, cfg.normalize)
+        true, pred = names[labels[pos]], names[int(preds[pos])]
+        paths = explain_clip(out_dir / Path(clip.filename).stem, wave, x[0], fmap, extractor, args.quantile,
+                             title=f"{clip.filename}: true {true}, predicted {pred}")
+        written += [str(p) for p in paths.values()]
+    return written
