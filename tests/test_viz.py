@@ -11,8 +11,8 @@ from PIL import Image
 import focalmod
 from focalmod import FocalModulation2d
 from focalmod.viz import modulation_maps, plot_modulation_maps, quantile_mask
-from tasks.viz import main as viz_main
 from tasks.common import run_main
+from tasks.viz import main as viz_main
 
 SMALL = dict(embed_dim=16, depths=(1, 1, 2, 1), num_classes=5)
 SMALL_JSON = json.dumps({"embed_dim": 16, "depths": [1, 1, 2, 1]})
