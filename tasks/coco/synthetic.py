@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,55 +30,45 @@ _MARKER = "synthetic.json"
 MIN_VISIBLE = 0.6  # a later shape may hide at most 40 % of an earlier one
 
 
-def make_shapes_dataset(
-    root: str | Path,
-    num_train: int = 400,
-    num_val: int = 80,
-    image_size: int = 128,
-    max_objects: int = 4,
-    min_extent: int = 18,
-    max_extent: int | None = None,
-    seed: int = 0,
-) -> Path:
-    """Write the dataset under `root` (reused when `root` already holds one made with the same arguments)."""
-    root = Path(root)
-    params = _params(num_train, num_val, image_size, max_objects, min_extent, max_extent, seed)
-    if _written(root, params):
+@dataclass(frozen=True)
+class Shapes:
+    """The synthetic shapes set: how many images of which size, drawn with which seed. `write(root)` writes it
+    (reusing `root` when it already holds this set); `written(root)` says whether it does (the marker file
+    `synthetic.json` is written last, so other processes can wait for it)."""
+
+    num_train: int = 400
+    num_val: int = 80
+    image_size: int = 128
+    max_objects: int = 4
+    min_extent: int = 18
+    max_extent: int | None = None
+    seed: int = 0
+
+    def written(self, root: str | Path) -> bool:
+        marker = Path(root) / _MARKER
+        return marker.is_file() and json.loads(marker.read_text()) == self._marker()
+
+    def write(self, root: str | Path) -> Path:
+        root = Path(root)
+        if self.written(root):
+            return root
+        # circles above ~108 px reach COCO's "large" (> 96^2 px)
+        max_extent = self.image_size - 4 if self.max_extent is None else self.max_extent
+        rng = np.random.default_rng(self.seed)
+        (root / "annotations").mkdir(parents=True, exist_ok=True)
+        for split, count in (("train", self.num_train), ("val", self.num_val)):
+            _write_split(root, split, count, self.image_size, self.max_objects, self.min_extent, max_extent, rng)
+        atomic_write(root / _MARKER, json.dumps(self._marker()))
         return root
-    if max_extent is None:
-        max_extent = image_size - 4  # circles above ~108 px reach COCO's "large" (> 96^2 px)
-    rng = np.random.default_rng(seed)
-    (root / "annotations").mkdir(parents=True, exist_ok=True)
-    for split, count in (("train", num_train), ("val", num_val)):
-        _write_split(root, split, count, image_size, max_objects, min_extent, max_extent, rng)
-    atomic_write(root / _MARKER, json.dumps(params))
-    return root
+
+    def _marker(self) -> dict[str, Any]:
+        return {**asdict(self), "version": 3}
 
 
-def shapes_dataset_written(
-    root: str | Path,
-    num_train: int = 400,
-    num_val: int = 80,
-    image_size: int = 128,
-    max_objects: int = 4,
-    min_extent: int = 18,
-    max_extent: int | None = None,
-    seed: int = 0,
-) -> bool:
-    """Whether `root` holds the complete dataset `make_shapes_dataset` writes with these arguments (its marker file
-    is written last)."""
-    return _written(Path(root), _params(num_train, num_val, image_size, max_objects, min_extent, max_extent, seed))
-
-
-def _params(num_train: int, num_val: int, image_size: int, max_objects: int, min_extent: int,
-            max_extent: int | None, seed: int) -> dict[str, Any]:
-    return dict(num_train=num_train, num_val=num_val, image_size=image_size, max_objects=max_objects,
-                min_extent=min_extent, max_extent=max_extent, seed=seed, version=3)
-
-
-def _written(root: Path, params: dict[str, Any]) -> bool:
-    marker = root / _MARKER
-    return marker.is_file() and json.loads(marker.read_text()) == params
+def make_shapes_dataset(root: str | Path, **shapes: Any) -> Path:
+    """Write the dataset under `root` (reused when `root` already holds one made with the same arguments);
+    `shapes`: the fields of `Shapes`."""
+    return Shapes(**shapes).write(root)
 
 
 def _write_split(

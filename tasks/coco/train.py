@@ -23,7 +23,7 @@ from ..common.callbacks import EpochPrinter
 from ..common.files import atomic_write
 from .data import STAT_NAMES, CocoInstances, collate, resolve_split
 from .module import DetectionModule
-from .synthetic import make_shapes_dataset, shapes_dataset_written
+from .synthetic import Shapes
 
 
 def add_options(p: argparse.ArgumentParser) -> None:
@@ -99,13 +99,13 @@ def data_root(run: Run) -> Path:
     if args.data is not None:
         return Path(args.data)
     root = run.dir / "data"
-    shapes = dict(num_train=args.synthetic_train, num_val=args.synthetic_val, image_size=args.synthetic_size,
-                  seed=args.seed)
-    if not shapes_dataset_written(root, **shapes):
+    shapes = Shapes(num_train=args.synthetic_train, num_val=args.synthetic_val, image_size=args.synthetic_size,
+                    seed=args.seed)
+    if not shapes.written(root):
         run.say(f"no --data: writing the synthetic shapes set ({args.synthetic_train} train / {args.synthetic_val} "
                 f"val images, {args.synthetic_size} px) to {root}")
-    run.on_rank_zero_first(lambda: make_shapes_dataset(root, **shapes),
-                           ready=lambda: shapes_dataset_written(root, **shapes), what=f"the synthetic set in {root}")
+    run.on_rank_zero_first(lambda: shapes.write(root), ready=lambda: shapes.written(root),
+                           what=f"the synthetic set in {root}")
     return root
 
 
