@@ -271,3 +271,21 @@ def test_cli_resume_skips_done_folds_and_resumes_interrupted(tmp_path: Path, cap
                   "--cache-dir", str(tmp_path / "cache")])
     assert set(paper["fold_accuracy"]) == {"5"} and (tmp_path / "paper" / "paper-split" / "result.json").is_file()
     assert paper["features"]["sample_rate"] == 16000 and paper["dataset"]["synthetic"] is False
+
+
+@pytest.mark.slow
+def test_resume_from_the_shell_honours_flags_given_with_it(tmp_path: Path, monkeypatch) -> None:
+    """`python -m tasks.audio.esc50 --resume RUN --folds 1,2` with argv read from sys.argv, as a shell starts it:
+    fold 1 is kept, fold 2 is trained."""
+    import sys
+
+    from tasks.audio.esc50 import main
+
+    out = tmp_path / "run"
+    main(["--out", str(out), "--folds", "1", "--epochs", "1", "--synth-classes", "4", "--synth-clips", "2",
+          "--clip-seconds", "0.5", "--embed-dim", "8", "--depths", "1,1", "--explain", "0", "--no-progress"])
+    monkeypatch.setattr(sys, "argv", ["esc50.py", "--resume", str(out), "--folds", "1,2"])
+    metrics = main()
+    assert set(metrics["fold_accuracy"]) == {"1", "2"} and (out / "fold2" / "result.json").is_file()
+    assert metrics["metric"] == {"name": "mean_accuracy", "value": metrics["mean_accuracy"]}
+    assert metrics["model"]["overrides"]["embed_dim"] == 8, "the resumed run keeps its config.yaml's options"

@@ -409,3 +409,19 @@ def test_ddp_two_cpu_processes_evaluate_every_image_once(tmp_path: Path) -> None
     one_dets = detections(tmp_path / "eval" / "results_val_bbox.json")
     assert {d[0] for d in ddp_dets} == {d[0] for d in one_dets} and len({d[0] for d in ddp_dets}) == 5  # non-vacuous
     assert ddp_dets == one_dets
+
+
+@pytest.mark.slow
+def test_resume_from_the_shell_honours_flags_given_with_it(trained_run: Path, tmp_path: Path, monkeypatch) -> None:
+    """`python -m tasks.coco.train --resume RUN --epochs 2` with argv read from sys.argv, as a shell starts it."""
+    import shutil
+    import sys
+
+    from tasks.coco import train
+
+    run = tmp_path / "resumed"
+    shutil.copytree(trained_run, run)
+    monkeypatch.setattr(sys, "argv", ["train.py", "--resume", str(run), "--epochs", "2"])
+    metrics = train.main()
+    assert metrics["epochs"] == 2 and metrics["resumed_from"] == str(run / "checkpoints" / "last.ckpt")
+    assert metrics["metric"]["name"] == "bbox/AP50" and metrics["metric"]["value"] == metrics["bbox"]["AP50"]

@@ -344,3 +344,46 @@ def test_embedded_default_learns_in_two_epochs_and_eval_finds_the_run(tmp_path, 
     assert sorted(p.name for p in (tmp_path / "cache" / "digits_32px").iterdir()) == ["manifest.json", "train", "val"]
     out = imagenet_eval.main([])
     assert out["top1"] == pytest.approx(metrics["best_top1"]) and out["images"] == 360
+
+
+def test_resume_from_the_shell_honours_flags_given_with_it(tmp_path, monkeypatch):
+    """`python -m tasks.imagenet.train --resume RUN --epochs 2` (argv None: read from sys.argv) trains the extra
+    epoch; the flag used to be dropped and the resumed run stopped at once."""
+    data = write_folder(tmp_path / "data")
+    run = tmp_path / "run"
+    imagenet_train.main(["--data", str(data), "--out", str(run), *FAST])
+    monkeypatch.setattr(sys, "argv", ["train.py", "--resume", str(run), "--epochs", "2"])
+    metrics = imagenet_train.main()
+    assert metrics["epochs"] == 2 and metrics["global_step"] == 6 and metrics["resumed_from"].endswith("last.ckpt")
+    assert yaml.safe_load((run / "config.yaml").read_text())["epochs"] == 2
+
+
+@pytest.mark.slow
+def test_sigterm_exits_non_zero_with_the_resume_command_and_the_run_resumes(tmp_path):
+    """A scheduler's SIGTERM: the run stops at a batch boundary with exit status 143 (not 0) and prints the command
+    that resumes it; that command, with a flag next to --resume, finishes the run from the last epoch's checkpoint."""
+    import signal
+
+    data = write_folder(tmp_path / "data")
+    run = tmp_path / "run"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "tasks.imagenet.train", "--data", str(data), "--out", str(run), *FAST]
+    cmd[cmd.index("--epochs") + 1] = "200"
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if line.startswith("epoch 1/200"):
+            proc.send_signal(signal.SIGTERM)
+            break
+    output = "".join(lines) + proc.communicate(timeout=300)[0]
+    assert proc.returncode == 143, output[-3000:]
+    assert f"stopped by SIGTERM; continue the run with:\n  python -m tasks.imagenet.train --resume {run}" in output
+    assert not (run / "metrics.json").exists()
+    stopped = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["epoch"]
+    resumed = subprocess.run([sys.executable, "-m", "tasks.imagenet.train", "--resume", str(run), "--epochs",
+                              str(stopped + 2)], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["epochs"] == stopped + 2 and metrics["global_step"] == 3 * (stopped + 2)
+    assert metrics["resumed_from"] == str(run / "checkpoints" / "last.ckpt")

@@ -175,3 +175,18 @@ def test_compare_writes_the_results_table(tmp_path: Path):
     table = (tmp_path / "cmp" / "results.md").read_text()
     assert "| focal_unet |" in table and "swin_unetr" in table and "peak RSS" in table
     assert (tmp_path / "cmp" / "results.csv").read_text().startswith("model,dice,")
+
+
+@pytest.mark.slow
+def test_resume_from_the_shell_honours_flags_given_with_it(tmp_path: Path, monkeypatch):
+    """`python -m tasks.medical.train --resume RUN --max-steps 4` with argv read from sys.argv, as a shell starts
+    it; the synthetic set's intensity-window Dice is the baseline beside the network's Dice."""
+    import sys
+
+    run = tmp_path / "run"
+    train.main([*TINY_2D, "--max-steps", "2", "--out", str(run), "--no-predict"])
+    monkeypatch.setattr(sys, "argv", ["train.py", "--resume", str(run), "--max-steps", "4"])
+    metrics = train.main()
+    assert metrics["steps"] == 4 and metrics["resumed_from"] == str(run / "checkpoints" / "last.ckpt")
+    assert metrics["metric"] == {"name": "dice", "value": metrics["dice"]}
+    assert metrics["baseline"]["name"] == "best intensity window" and 0 < metrics["baseline"]["value"] < 1

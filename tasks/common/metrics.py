@@ -36,7 +36,7 @@ from typing import Any, Iterable, Mapping
 SCHEMA_VERSION = 1
 SHARED_KEYS = ("schema", "task", "preset", "data", "split", "metric", "baseline", "params_m", "timing", "versions",
                "git_commit", "command", "resumed_from", "interpretability")
-BASE_DISTRIBUTIONS = ("torch", "lightning", "timm", "numpy")
+BASE_DISTRIBUTIONS = ("lightning", "timm", "numpy")
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -141,10 +141,14 @@ def _is_number(value: Any) -> bool:
 
 
 def library_versions(distributions: Iterable[str] = ()) -> dict[str, str]:
-    """Python, focalmod and the installed versions of the base libraries plus `distributions` (the task's own)."""
+    """Python, focalmod, torch (with its build tag) and CUDA, and the installed versions of the base libraries plus
+    `distributions` (the task's own)."""
+    import torch
+
     import focalmod
 
-    versions = {"python": platform.python_version(), "focalmod": focalmod.__version__}
+    versions = {"python": platform.python_version(), "focalmod": focalmod.__version__, "torch": torch.__version__,
+                "cuda": str(torch.version.cuda)}
     for name in dict.fromkeys([*BASE_DISTRIBUTIONS, *distributions]):
         try:
             versions[name] = version(name)
