@@ -14,8 +14,6 @@ timm's weights are loaded into ours, and the logits are compared before timing. 
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tasks.common import TaskError, make_run_dir, run_main, save_config, write_metrics
+from tasks.common.files import atomic_write, markdown_table, write_csv
 
 from ._timing import TIMERS, environment, interleave, median, set_threads
 
@@ -206,31 +205,14 @@ def logits_max_abs_diff(ours: nn.Module, reference: nn.Module, img_size: int, dt
 
 
 def markdown(rows: list[Row], header: dict[str, object]) -> str:
-    out = io.StringIO()
-    out.write("# Our FocalNet vs timm's FocalNet (same weights)\n\n")
-    for key, value in header.items():
-        out.write(f"- {key}: {value}\n")
-    out.write(
-        "\nratio = ours / timm throughput (> 1: ours faster) from the medians over interleaved repeats; "
-        "min ratio from the fastest call of each.\n\n"
-    )
-    out.write("| model | mode | batch | layout | compile | ours img/s | timm img/s | ratio | min ratio |\n")
-    out.write("|---|---|---|---|---|---|---|---|---|\n")
-    for r in rows:
-        out.write(
-            f"| {r.model} | {r.mode} | {r.batch} | {r.layout} | {'on' if r.compiled else 'off'} | "
-            f"{r.ours_img_s:.2f} | {r.timm_img_s:.2f} | {r.ratio:.2f} | {r.ratio_min:.2f} |\n"
-        )
-    return out.getvalue()
-
-
-def write_csv(path: Path, rows: list[Row]) -> None:
-    fields = list(asdict(rows[0])) if rows else list(Row.__dataclass_fields__)
-    with path.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=fields)
-        writer.writeheader()
-        for r in rows:
-            writer.writerow(asdict(r))
+    lines = ["# Our FocalNet vs timm's FocalNet (same weights)", "", *(f"- {k}: {v}" for k, v in header.items()), "",
+             "ratio = ours / timm throughput (> 1: ours faster) from the medians over interleaved repeats; "
+             "min ratio from the fastest call of each.", ""]
+    body = [[r.model, r.mode, r.batch, r.layout, "on" if r.compiled else "off", f"{r.ours_img_s:.2f}",
+             f"{r.timm_img_s:.2f}", f"{r.ratio:.2f}", f"{r.ratio_min:.2f}"] for r in rows]
+    table = markdown_table(["model", "mode", "batch", "layout", "compile", "ours img/s", "timm img/s", "ratio",
+                            "min ratio"], body)
+    return "\n".join(lines) + "\n" + table + "\n"
 
 
 def resolve(args: argparse.Namespace) -> argparse.Namespace:
@@ -290,9 +272,9 @@ def main(argv: Sequence[str] | None = None) -> list[Row]:
         del ours, reference
     header["max_abs_logit_diff"] = ", ".join(f"{k} {v:.1e}" for k, v in parity.items())
     header["repeats x warmup"] = f"{args.repeats} x {args.warmup}"
-    write_csv(run_dir / "results.csv", rows)
+    write_csv(run_dir / "results.csv", [asdict(r) for r in rows], list(Row.__dataclass_fields__))
     table = markdown(rows, header)
-    (run_dir / "results.md").write_text(table, encoding="utf-8")
+    atomic_write(run_dir / "results.md", table)
     ratios = {
         f"{r.model}/{r.mode}/b{r.batch}/{r.layout}/{'compiled' if r.compiled else 'eager'}": r.ratio for r in rows
     }

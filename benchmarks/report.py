@@ -8,7 +8,6 @@ Measures the models (params, GMACs, throughput, latency, training step, peak mem
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import platform
 import re
@@ -22,7 +21,7 @@ from typing import Any, Sequence
 import torch
 
 from tasks.common import TaskError, make_run_dir, run_main, save_config
-from tasks.common.files import atomic_write
+from tasks.common.files import atomic_write, markdown_table, write_csv
 
 from . import accuracy, measure, plots, scaling
 from ._timing import cpu_model, set_threads
@@ -219,14 +218,6 @@ def _version(dist: str) -> str:
 # ---------------------------------------------------------------------------------------------------- output
 
 
-def write_csv(path: Path, rows: list[dict[str, Any]], columns: list[str]) -> Path:
-    with open(path, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
-
-
 def _fmt(v: Any, digits: int = 2) -> str:
     if v is None or v == "":
         return "–"
@@ -244,12 +235,6 @@ def _small(v: Any) -> Any:
     return f"{v:.3g}" if isinstance(v, float) and abs(v) < 1 else v
 
 
-def md_table(headers: list[str], rows: list[list[Any]]) -> str:
-    lines = ["| " + " | ".join(map(str, headers)) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(_fmt(c) for c in r) + " |" for r in rows]
-    return "\n".join(lines)
-
-
 def model_table(rows: list[dict[str, Any]], s: measure.Settings) -> str:
     ref = next((r for r in rows if r["model"] == REFERENCE_MODEL and r.get("infer_samples_per_sec")), None)
     n = s.batch_size
@@ -265,7 +250,7 @@ def model_table(rows: list[dict[str, Any]], s: measure.Settings) -> str:
                      r.get("infer_samples_per_sec"), r.get("infer_step_time"), r.get("infer_latency_ms"),
                      r.get("train_samples_per_sec"), r.get("infer_peak_mem_mib"), r.get("train_peak_mem_mib"),
                      ratio, r.get("status")])
-    return md_table(headers, body)
+    return markdown_table(headers, body, cell=_fmt)
 
 
 def sweep_table(rows: list[dict[str, Any]], kind: str) -> str:
@@ -280,7 +265,8 @@ def sweep_table(rows: list[dict[str, Any]], kind: str) -> str:
         for name in dict.fromkeys(r["name"] for r in sub):
             cells = {r["size"]: r for r in sub if r["name"] == name}
             body.append([name] + [_cell(cells.get(size)) for size in sizes])
-        parts.append(f"**{d}D** (ms per forward, batch 1)\n\n" + md_table([f"{kind} \\ {unit}"] + sizes, body))
+        table = markdown_table([f"{kind} \\ {unit}"] + sizes, body, cell=_fmt)
+        parts.append(f"**{d}D** (ms per forward, batch 1)\n\n{table}")
     return "\n\n".join(parts)
 
 
@@ -339,7 +325,8 @@ def write_report(out: Path, env: dict[str, str], s: measure.Settings, plan: dict
             "(global attention tends to 2, linear-cost mixers to 1; small sizes are overhead-bound and flatten "
             "the time slope).",
             "",
-            md_table(["kind", "name", "dims", "slope time", "slope GMACs", "points", "tokens", "stopped"], slope_body),
+            markdown_table(["kind", "name", "dims", "slope time", "slope GMACs", "points", "tokens", "stopped"],
+                           slope_body, cell=_fmt),
             "",
             "### Token mixers alone",
             "",
@@ -366,8 +353,8 @@ def write_report(out: Path, env: dict[str, str], s: measure.Settings, plan: dict
         lines += ["Each task trains every model with the same budget, data, recipe and seed (the task CLI's "
                   "defaults); scores are the task's validation metric from its metrics.json (single runs, seed 0: "
                   "no spread was measured). Datasets: " + "; ".join(f"{k}: {v}" for k, v in datasets.items()) + ".",
-                  "", md_table(["task", "model", "params (M)", "budget", "metric", "score", "train s", "status"],
-                               body), ""]
+                  "", markdown_table(["task", "model", "params (M)", "budget", "metric", "score", "train s", "status"],
+                                     body, cell=_fmt), ""]
     path = out / "report.md"
     atomic_write(path, "\n".join(lines))
     return path
