@@ -273,7 +273,6 @@ def test_cli_resume_skips_done_folds_and_resumes_interrupted(tmp_path: Path, cap
     assert paper["features"]["sample_rate"] == 16000 and paper["dataset"]["synthetic"] is False
 
 
-@pytest.mark.slow
 def test_resume_from_the_shell_honours_flags_given_with_it(tmp_path: Path, monkeypatch) -> None:
     """`python -m tasks.audio.esc50 --resume RUN --folds 1,2` with argv read from sys.argv, as a shell starts it:
     fold 1 is kept, fold 2 is trained."""

@@ -411,7 +411,6 @@ def test_ddp_two_cpu_processes_evaluate_every_image_once(tmp_path: Path) -> None
     assert ddp_dets == one_dets
 
 
-@pytest.mark.slow
 def test_resume_from_the_shell_honours_flags_given_with_it(trained_run: Path, tmp_path: Path, monkeypatch) -> None:
     """`python -m tasks.coco.train --resume RUN --epochs 2` with argv read from sys.argv, as a shell starts it."""
     import shutil

@@ -177,7 +177,6 @@ def test_compare_writes_the_results_table(tmp_path: Path):
     assert (tmp_path / "cmp" / "results.csv").read_text().startswith("model,dice,")
 
 
-@pytest.mark.slow
 def test_resume_from_the_shell_honours_flags_given_with_it(tmp_path: Path, monkeypatch):
     """`python -m tasks.medical.train --resume RUN --max-steps 4` with argv read from sys.argv, as a shell starts
     it; the synthetic set's intensity-window Dice is the baseline beside the network's Dice."""
