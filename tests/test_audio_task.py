@@ -232,7 +232,11 @@ def test_cli_tiny_two_folds(tmp_path: Path, capsys) -> None:
         assert len(wavs) == 1 and sf.info(wavs[0]).frames == 8000
         assert list((out / fold / "explanations").glob("*_map.png"))
     assert (out / "confusion_matrix.csv").is_file() and (out / "config.yaml").is_file()
-    assert "mean accuracy" in capsys.readouterr().out
+    base_folds = saved["baseline_fold_accuracy"]
+    assert saved["baseline"]["name"] == "MFCC statistics + logistic regression" and set(base_folds) == {"1", "2"}
+    assert saved["baseline"]["value"] == pytest.approx(np.mean(list(base_folds.values())))
+    log = capsys.readouterr().out
+    assert "mean accuracy" in log and "baseline MFCC statistics + logistic regression" in log
 
 
 def test_cli_bad_data_is_one_line_error(tmp_path: Path, capsys) -> None:

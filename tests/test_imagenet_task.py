@@ -61,6 +61,9 @@ def test_train_writes_run_dir_and_metrics(trained):
     assert config["model"] == "focalnet_digits" and config["input_size"] == 16 and config["epochs"] == 1
     assert not {"out", "resume", "config"} & set(config), "config.yaml must seed a new run, not point at this one"
     assert on_disk["val_images"] == 12 and on_disk["train_images"] == 12 and on_disk["train_images_per_sec"] > 0
+    # Each class is a bright square at its own place: logistic regression on 16x16 pixels sees it.
+    assert on_disk["baseline"] == {"name": "logistic regression on 16x16 pixels", "value": 1.0}
+    assert on_disk["baseline_train_images"] == 12
 
 
 def test_eval_reproduces_the_final_validation(trained, tmp_path):

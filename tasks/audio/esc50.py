@@ -22,8 +22,10 @@ from typing import Any, Sequence
 import numpy as np
 
 from tasks.common import Run, Score, Summary, Task, TaskError, run_main, run_task
+from tasks.common.baseline import compare_with_baseline
 from tasks.common.reports import save_classification_report
 
+from .baseline import BASELINE_NAME, mfcc_baseline_accuracy
 from .data import FeatureCache, extract_features, read_esc50
 from .features import FEATURE_KINDS, FeatureConfig, FeatureExtractor
 from .models import AUDIO_MODELS, default_variant
@@ -168,6 +170,9 @@ def train(run: Run) -> Summary | None:
     run.say(f"features ready (cache: {cache.hits} hits, {cache.misses} computed)")
 
     splits = plan_splits(args.protocol, args.folds)
+    baseline = mfcc_baseline_accuracy(index, fcfg, cache_dir, splits) if run.is_rank_zero else {}
+    if baseline:
+        run.say(f"baseline ({BASELINE_NAME}): " + ", ".join(f"{k} {v:.4f}" for k, v in baseline.items()))
     results: dict[str, dict] = {}
     for n, split in enumerate(splits, 1):
         done = run.dir / split.name / "result.json"
@@ -183,11 +188,11 @@ def train(run: Run) -> Summary | None:
                     f"({result['num_test']} clips, {result['train_seconds']:.1f} s)")
     if not run.is_rank_zero or not results:
         return None
-    return summarise(run, index, fcfg, params, results, cache)
+    return summarise(run, index, fcfg, params, results, cache, baseline)
 
 
 def summarise(run: Run, index: Any, fcfg: FeatureConfig, params: int, results: dict[str, dict],
-              cache: FeatureCache) -> Summary:
+              cache: FeatureCache, baseline: dict[str, float]) -> Summary:
     """Pooled confusion matrix over the tested folds, the printed result line and the metrics."""
     args = run.args
     accs = {str(r["test_fold"]): r["accuracy"] for r in results.values()}
@@ -213,15 +218,19 @@ def summarise(run: Run, index: Any, fcfg: FeatureConfig, params: int, results: d
                  "train_seconds_total": float(sum(train_seconds.values()))},
         "feature_cache": {"hits": cache.hits, "computed": cache.misses},
         "explanations": sum((r["explanations"] for r in results.values()), []),
+        "baseline_fold_accuracy": {str(r["test_fold"]): baseline[k] for k, r in results.items() if k in baseline},
     }
+    metric = Score("mean_accuracy", extras["mean_accuracy"])
+    tested = extras["baseline_fold_accuracy"]
+    base = Score(BASELINE_NAME, float(np.mean(list(tested.values())))) if len(tested) == len(accs) else None
     folds = ", ".join(f"{k}: {v:.4f}" for k, v in accs.items())
     print(f"\nESC-50 ({'synthetic' if args.data is None else index.root}, {args.protocol}) {args.model}/{variant} "
           f"{params / 1e6:.2f}M params, {fcfg.kind}: mean accuracy {extras['mean_accuracy']:.4f} +- "
-          f"{extras['std_accuracy']:.4f} (folds {folds}); {run.elapsed_seconds:.0f} s; run dir {run.dir}", flush=True)
+          f"{extras['std_accuracy']:.4f} (folds {folds}); {compare_with_baseline(metric, base)}; "
+          f"{run.elapsed_seconds:.0f} s; run dir {run.dir}", flush=True)
     split = (f"test fold {','.join(accs)} (paper split: train 1-3, validate 4)" if args.protocol == "paper-split"
              else f"test folds {','.join(accs)} (5-fold cross-validation)")
-    return Summary(Score("mean_accuracy", extras["mean_accuracy"]), data=str(index.root), split=split,
-                   params_m=params / 1e6, extras=extras)
+    return Summary(metric, data=str(index.root), split=split, params_m=params / 1e6, extras=extras, baseline=base)
 
 
 TASK = Task(

@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..common import Run, Score, Summary, Task, TaskError, bool_arg, run_main, run_task
+from ..common.baseline import compare_with_baseline
 from ..common.callbacks import EpochPrinter
+from .baseline import BASELINE_NAME, pixel_baseline_accuracy
 from .data import Augment, FolderData, ImageFolderDataModule, Preprocess
 from .digits import default_cache_dir, digits_image_folder
 from .module import ClassificationModule
@@ -37,6 +39,9 @@ def add_options(p: argparse.ArgumentParser) -> None:
     d.add_argument("--mixup", type=float, help="Mixup alpha (0 disables)")
     d.add_argument("--cutmix", type=float, help="CutMix alpha (0 disables)")
     d.add_argument("--smoothing", type=float, help="label smoothing")
+    d.add_argument("--baseline-max-train", type=int, default=20000,
+                   help="the baseline (logistic regression on 16x16 pixels) fits on at most this many training "
+                        "images, equally many per class; 0: no baseline")
     m = p.add_argument_group("model")
     m.add_argument("--model", help="a focalmod.list_models() name (focalnet_*, hornet_*, ...) or a preset for the "
                    f"embedded digits: {', '.join(TASK_MODELS)} (equal-size comparison set)")
@@ -109,10 +114,17 @@ def train(run: Run) -> Summary | None:
         total_batch=args.batch_size * trainer.world_size * args.accumulate_grad_batches,  # devices x nodes
         peak_lr=module.peak_lr, global_step=trainer.global_step,
     )
+    metric, baseline = Score("top1", extras["top1"]), None
+    if args.baseline_max_train > 0:
+        value, used = pixel_baseline_accuracy(data.train_set.reader.samples, data.val_set.reader.samples,
+                                              args.baseline_max_train)
+        baseline, extras["baseline_train_images"] = Score(BASELINE_NAME, value), used
     print(f"\ntop-1 {extras['top1']:.4f}  top-5 {extras['top5']:.4f}  ({extras['val_images']} val images) "
           f"after {extras['epochs']} epochs in {seconds:.0f} s ({extras['epoch_seconds']:.1f} s/epoch, "
-          f"{extras['train_images_per_sec'] or 0:.0f} img/s)\nrun dir: {run.dir}", flush=True)
-    return Summary(Score("top1", extras["top1"]), data=str(root), split="val", params_m=params, extras=extras)
+          f"{extras['train_images_per_sec'] or 0:.0f} img/s)\n"
+          f"{compare_with_baseline(metric, baseline, 'disabled with --baseline-max-train 0')}\nrun dir: {run.dir}",
+          flush=True)
+    return Summary(metric, data=str(root), split="val", params_m=params, extras=extras, baseline=baseline)
 
 
 TASK = Task(
