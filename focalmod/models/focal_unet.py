@@ -23,7 +23,14 @@ import torch
 from torch import nn
 
 from ..layers import Downsample, FocalNetBlock, LayerNormNd
-from ..layers._nd import SPATIAL_NAMES, check_positive, conv_nd
+from ..layers._nd import (
+    check_channels_first,
+    check_positive,
+    checks_apply,
+    conv_nd,
+    to_channels_first,
+    to_channels_last,
+)
 from .focalnet import FocalNet, _per_stage
 
 __all__ = ["FocalUNet", "PatchExpand"]
@@ -57,10 +64,10 @@ class _FocalDecoderLevel(nn.Module):
         self.expand = PatchExpand(dim, dim // 2, spatial_dims) if expand else nn.Identity()
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-        x = self.fuse(torch.cat([x, skip], dim=1).movedim(1, -1))
+        x = self.fuse(to_channels_last(torch.cat([x, skip], dim=1)))
         for block in self.blocks:
             x = block.forward_channels_last(x)
-        return self.expand(x.movedim(-1, 1))
+        return self.expand(to_channels_first(x))
 
 
 class _FocalDecoder(nn.Module):
@@ -233,8 +240,8 @@ class FocalUNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not torch.jit.is_scripting():
-            if x.ndim != self.spatial_dims + 2 or x.shape[1] != self.in_channels:
-                raise ValueError(f"FocalUNet expects input of shape (B, {self.in_channels}, "
-                                 f"{SPATIAL_NAMES[self.spatial_dims]}), got {tuple(x.shape)}")
-            self.check_input_size(x.shape[2:])
+            if checks_apply(x):
+                check_channels_first("FocalUNet", x, self.in_channels, self.spatial_dims,
+                                     self.encoder.stem.proj.weight.dtype)
+                self.check_input_size(x.shape[2:])
         return self.decoder(x, self.forward_encoder(x))
