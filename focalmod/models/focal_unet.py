@@ -15,8 +15,6 @@ Input-size rule: every spatial side must be divisible by `size_divisor` = ``patc
 unetr decoder (32 for the defaults, like SwinUNETR's ``patch_size**5``) and ``patch_size * 2**(len(depths) - 1)``
 for the focal decoder; `forward` raises a ValueError naming the sizes otherwise.
 """
-from __future__ import annotations
-
 from typing import Any, Sequence
 
 import torch

@@ -7,8 +7,6 @@ structure only (not in numbers), shared with timm's port:
   at least one stem patch (sizes not divisible by the strides are floored, as in the official code);
 * no `gates`/`modulator` attributes; hook `modulation.gates_tap` / `modulation.modulator_tap` instead.
 """
-from __future__ import annotations
-
 from typing import Sequence
 
 import torch
@@ -89,6 +87,8 @@ class FocalNet(nn.Module):
         drop_rate, proj_drop_rate, drop_path_rate: head dropout, projection/MLP dropout, stochastic depth
             (linear ramp over all blocks, as in the official code).
     """
+
+    __jit_unused_properties__ = ["min_input_size"]  # eager-only (input checks); TorchScript skips it
 
     def __init__(
         self,

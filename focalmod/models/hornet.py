@@ -7,8 +7,6 @@ between stages sits at the start of each stage (`stages.{i}.downsample.{norm,pro
 `stages.{i}.blocks.{j}`, 1x1 convs are Linear layers, layer scale is timm's `ls1/ls2.gamma`, the MLP is timm's
 `mlp.fc1/fc2`, and the final norm (applied after pooling, as in the official code) is `head.norm`.
 """
-from __future__ import annotations
-
 from collections import OrderedDict
 from typing import Sequence
 
@@ -122,7 +120,7 @@ class NormClassifierHead(ClassifierHead):
 
     def forward(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         x = self.pool(x)
-        x = self.norm(x) if x.ndim == 2 else to_channels_first(self.norm(to_channels_last(x)))
+        x = to_channels_first(self.norm(to_channels_last(x))) if self.pool_type == "" else self.norm(x)
         x = self.drop(x)
         return x if pre_logits else self.fc(x)
 
@@ -145,6 +143,8 @@ class HorNet(nn.Module):
         drop_rate, drop_path_rate: head dropout and stochastic depth (linear ramp over all blocks).
         head_init_scale: multiplies the initial classifier weights (official `head_init_scale`).
     """
+
+    __jit_unused_properties__ = ["min_input_size"]  # eager-only (input checks); TorchScript skips it
 
     def __init__(
         self,
