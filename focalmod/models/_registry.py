@@ -208,7 +208,7 @@ def _fetch_url_without_file_name(cfg: PretrainedCfg) -> PretrainedCfg:
     from dataclasses import replace
     from urllib.parse import urlparse
 
-    if cfg.file or cfg.state_dict or cfg.hf_hub_id or not cfg.url or Path(urlparse(cfg.url).path).name:
+    if cfg.file or cfg.state_dict or cfg.hf_hub_id or not cfg.url or os.path.basename(urlparse(cfg.url).path):
         return cfg
     path = Path(torch.hub.get_dir()) / "checkpoints" / f"{cfg.architecture}.{cfg.tag}.pth"
     if not path.is_file():
