@@ -21,8 +21,13 @@ from typing import Any, Callable
 
 import torch
 from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
-from timm.models import build_model_with_cfg, generate_default_cfgs, register_model, resolve_pretrained_cfg
-from timm.models._pretrained import PretrainedCfg
+from timm.models import (
+    PretrainedCfg,
+    build_model_with_cfg,
+    generate_default_cfgs,
+    register_model,
+    resolve_pretrained_cfg,
+)
 from torch import nn
 
 TIMM_PREFIX = "focalmod_"

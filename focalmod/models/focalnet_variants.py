@@ -66,7 +66,7 @@ _VARIANTS_2D = {
              use_post_norm_in_modulation=True, layerscale_value=1e-4), 87.2, 16.9, 0.2),
 }
 
-# Weight files (reference focalnet.md Sec. 5; docs/pretrained.md). Tag order = preference; the first is the default.
+# Weight files (reference focalnet.md Sec. 5). Tag order = preference; the first is the default.
 # * ms_in1k / ms_in22k: timm's Hub repositories (safetensors, timm keys), the same files `timm.create_model(
 #   "focalnet_<v>", pretrained=True)` caches, so one Hub cache serves both libraries.
 # * ms_in1k_hf: the HF transformers repositories (`microsoft/focalnet-*`, HF keys; timm's Hub loader takes

@@ -12,8 +12,8 @@ from typing import Sequence
 
 import torch
 from timm.layers import DropPath, LayerScale, Mlp, trunc_normal_
+from timm.models import checkpoint
 from timm.models._features import feature_take_indices
-from timm.models._manipulate import checkpoint
 from torch import nn
 
 from ..layers import ClassifierHead, Downsample, GnConv, LayerNormNd, conv_nd
