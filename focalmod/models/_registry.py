@@ -181,11 +181,12 @@ def _build(
                 "pass pretrained_cfg_overlay=dict(file='/path/to/weights') to load a local file"
             ) from None
         raise
-    # Entries timm's PretrainedCfg cannot hold (input size of a 1D/3D model, task), and our architecture name.
+    # Entries timm's PretrainedCfg cannot hold (input size of a 1D/3D model, task), and our architecture name
+    # (`focalmod.create_model` takes it back; timm's is "focalmod_" + it).
     target = getattr(model, "model", model)
     extra = {k: v for k, v in spec.pretrained_cfg.items() if k not in _TIMM_CFG_FIELDS or k == "input_size"}
     for m in {id(target): target, id(model): model}.values():
-        m.pretrained_cfg = {**m.pretrained_cfg, **extra, **_timm_cfg_entries(spec, cfg.tag)}
+        m.pretrained_cfg = {**m.pretrained_cfg, **extra, **_timm_cfg_entries(spec, cfg.tag), "architecture": spec.name}
         m.default_cfg = m.pretrained_cfg
     return model
 
