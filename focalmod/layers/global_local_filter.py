@@ -86,7 +86,9 @@ class GlobalLocalFilter(nn.Module):
 def _filter_on_grid(weight: torch.Tensor, grid: List[int], spatial_dims: int, dtype: torch.dtype) -> torch.Tensor:
     """`weight` `(C, *size, 2)` as a complex filter on the rfft grid `grid`, resized (align_corners) when needed."""
     weight = weight.to(dtype)
-    if list(weight.shape[1:-1]) != grid:
+    # A trace always resizes (to the same grid the resize is exact: align_corners samples the stored points), so
+    # the traced graph follows the input size instead of freezing this branch for the example's size.
+    if torch.jit.is_tracing() or list(weight.shape[1:-1]) != grid:
         mode = "linear" if spatial_dims == 1 else ("bilinear" if spatial_dims == 2 else "trilinear")
         weight = F.interpolate(weight.movedim(weight.dim() - 1, 0), size=grid, mode=mode, align_corners=True)
         weight = weight.movedim(0, weight.dim() - 1)
