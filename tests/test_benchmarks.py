@@ -256,20 +256,25 @@ def test_accuracy_resume_keeps_finished_runs_and_retries_failed_ones(tmp_path, m
     assert fresh[0]["status"].startswith("error")  # resume=False starts over
 
 
-def test_cpu_fastpath_compare_forces_the_plain_path():
+def test_cpu_fastpath_compares_the_plain_model_with_an_optimized_copy(monkeypatch):
+    import focalmod
     from benchmarks import cpu_fastpath
     from focalmod.layers import _cpu_fastpath as fp
 
-    if not fp._HAS_MKLDNN_FUSED:
+    if not fp.HAS_MKLDNN_FUSED:
         pytest.skip("this torch build has no oneDNN fused CPU ops")
-    x = torch.randn(1, 4, 8, 8)
-    weight = torch.randn(4, 4)
-    with cpu_fastpath.forced_plain(True), torch.no_grad():
-        assert fp.cpu_path(x, weight, torch.nn.Identity()) == fp.PLAIN
-    with torch.no_grad():
-        assert fp.cpu_path(x, weight, torch.nn.Identity()) == fp.FUSED
+    switched, original = [], focalmod.optimize
+
+    def optimize(model, *args, **kwargs):
+        switched.append((original(model, *args, **kwargs), kwargs["inference"]))
+        return model
+
+    monkeypatch.setattr(cpu_fastpath.focalmod, "optimize", optimize)
     results = cpu_fastpath.main(["--img-size", "32", "--batch-size", "1", "--repeats", "1", "--warmup", "0"])
     assert set(results) == {"inference", "train"} and all(f > 0 and p > 0 for f, p in results.values())
+    assert [inference for _, inference in switched] == [True, False]
+    for model, inference in switched:  # the fast side runs the fast modules, in the matching mode
+        assert {m.fast_autograd for m in model.modules() if isinstance(m, fp._FastPath)} == {not inference}
 
 
 @pytest.mark.slow
