@@ -17,12 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from focalmod.interpret import METRICS
 from tasks.common.metrics import read_metrics
 
 from .measure import REPO_ROOT
 from .progress import Progress
 
 ACCURACY_COLUMNS = ["task", "dataset", "model", "params_M", "budget", "metric", "score", "train_time_s", "status"]
+INTERPRETABILITY_COLUMNS = ["task", "model", "method", *METRICS]
 
 
 @dataclass(frozen=True)
@@ -165,3 +167,12 @@ def _run_one(cmd: list[str], run_dir: Path, row: dict[str, Any], timeout_s: floa
     score, params_m = metrics["metric"], metrics["params_m"]
     row.update(metric=score["name"], score=None if score["value"] is None else round(score["value"], 4),
                params_M=None if params_m is None else round(params_m, 3), status="ok")
+    if metrics.get("interpretability"):
+        row["interpretability"] = metrics["interpretability"]
+
+
+def interpretability_rows(acc_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (task, model, explanation method) of the accuracy runs that scored explanations (their
+    metrics.json "interpretability"; see `focalmod.interpret.METRICS` for the metrics and their directions)."""
+    return [dict(task=r["task"], model=r["model"], method=method, **{k: scores.get(k) for k in METRICS})
+            for r in acc_rows for method, scores in (r.get("interpretability") or {}).items()]

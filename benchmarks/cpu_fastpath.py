@@ -1,5 +1,6 @@
-"""What the oneDNN CPU fast paths (`focalmod/layers/_cpu_fastpath.py`) buy: one model, fast path on vs forced
-PLAIN, inference and training step timed in interleaved rounds in one process.
+"""What the oneDNN CPU fast path (`focalmod.optimize`, `focalmod/layers/_cpu_fastpath.py`) buys: one model on the
+plain path vs copies with the same weights switched once by ``focalmod.optimize(..., inference=True/False)``,
+inference and training step timed in interleaved rounds in one process.
 
     python -m benchmarks.cpu_fastpath                          # focalnet_tiny_srf, batch 8, 224 px, 1 thread
     python -m benchmarks.cpu_fastpath --model focalnet_small_lrf --batch-size 2 --threads 2 --timer wall
@@ -9,8 +10,8 @@ Prints one line per measurement: the medians and speed-up = plain / fast (> 1: t
 from __future__ import annotations
 
 import argparse
-import contextlib
-from typing import Callable, Iterator, Sequence
+import copy
+from typing import Callable, Sequence
 
 import torch
 
@@ -20,42 +21,36 @@ from focalmod.layers import _cpu_fastpath
 from ._timing import TIMERS, interleave, median, set_threads
 
 
-@contextlib.contextmanager
-def forced_plain(plain: bool) -> Iterator[None]:
-    """Within the block, every focal modulation / FocalNet block call takes the PLAIN path when `plain`."""
-    saved = _cpu_fastpath._HAS_MKLDNN_FUSED
-    _cpu_fastpath._HAS_MKLDNN_FUSED = saved and not plain
-    try:
-        yield
-    finally:
-        _cpu_fastpath._HAS_MKLDNN_FUSED = saved
+def _infer(model: torch.nn.Module, x: torch.Tensor) -> Callable[[], None]:
+    model.eval()
 
-
-def compare(model: torch.nn.Module, x: torch.Tensor, repeats: int, warmup: int, timer: str,
-            ) -> dict[str, tuple[float, float]]:
-    """{'inference' | 'train': (fast seconds, plain seconds)} as medians over interleaved rounds."""
-    opt = torch.optim.SGD(model.parameters(), lr=1e-4)
-
-    def infer() -> None:
-        model.eval()
+    def run() -> None:
         with torch.inference_mode():
             model(x)
 
-    def train() -> None:
-        model.train()
+    return run
+
+
+def _train(model: torch.nn.Module, x: torch.Tensor) -> Callable[[], None]:
+    model.train()
+    opt = torch.optim.SGD(model.parameters(), lr=1e-4)
+
+    def run() -> None:
         model(x).logsumexp(-1).mean().backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
 
-    def under(plain: bool, fn: Callable[[], None]) -> Callable[[], None]:
-        def run() -> None:
-            with forced_plain(plain):
-                fn()
-        return run
+    return run
 
+
+def compare(model: torch.nn.Module, x: torch.Tensor, repeats: int, warmup: int, timer: str,
+            ) -> dict[str, tuple[float, float]]:
+    """{'inference' | 'train': (fast seconds, plain seconds)} as medians over interleaved rounds; `model` stays
+    plain, the fast side is a copy switched by `focalmod.optimize`."""
     out = {}
-    for what, fn in (("inference", infer), ("train", train)):
-        times = interleave({"fast": under(False, fn), "plain": under(True, fn)}, repeats, warmup, timer)
+    for what, make, inference in (("inference", _infer, True), ("train", _train, False)):
+        fast = focalmod.optimize(copy.deepcopy(model), "cpu", inference=inference)
+        times = interleave({"fast": make(fast, x), "plain": make(model, x)}, repeats, warmup, timer)
         out[what] = (median(times["fast"]), median(times["plain"]))
     return out
 
@@ -72,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, tuple[float, float]]:
     p.add_argument("--timer", choices=sorted(TIMERS), default="cpu",
                    help="cpu: process CPU time (ignores time descheduled on a shared machine; use 1 thread)")
     args = p.parse_args(argv)
-    if not _cpu_fastpath._HAS_MKLDNN_FUSED:
+    if not _cpu_fastpath.HAS_MKLDNN_FUSED:
         p.error("this torch build has no oneDNN fused CPU ops: there is no fast path to compare")
     threads = set_threads(args.threads)
     torch.manual_seed(0)

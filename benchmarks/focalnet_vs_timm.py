@@ -14,6 +14,7 @@ timm's weights are loaded into ours, and the logits are compared before timing. 
 from __future__ import annotations
 
 import argparse
+import copy
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -76,6 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--modes", default=",".join(MODES), help="comma-separated: infer (at --batch), infer_b1, train (default: all)"
     )
     p.add_argument("--compile", action="store_true", help="also time torch.compile'd models (slow to compile)")
+    p.add_argument(
+        "--fast-path",
+        action="store_true",
+        help="time ours switched once by focalmod.optimize (oneDNN fast modules in the inference or training mode "
+        "of each timed mode; fp32 CPU only) instead of the plain default path",
+    )
     p.add_argument("--quick", action="store_true", help="fewer repeats (3, warm-up 1) for a fast look")
     p.add_argument("--repeats", type=int, default=None, help="timed calls per model and mode (default 7, quick 3)")
     p.add_argument("--warmup", type=int, default=None, help="untimed calls first (default 2, quick 1)")
@@ -173,6 +180,10 @@ def time_pair(
     fns = {}
     for name, model in (("ours", ours), ("timm", reference)):
         model.train(mode == "train")
+        if name == "ours" and getattr(args, "fast_path", False) and not compiled:
+            import focalmod
+
+            model = focalmod.optimize(copy.deepcopy(model), "cpu", inference=mode != "train")
         runnable = torch.compile(model) if compiled else model
         if mode == "train":
             y = torch.randint(0, model.num_classes, (batch,))
@@ -243,7 +254,8 @@ def main(argv: Sequence[str] | None = None) -> list[Row]:
     config = {k: v for k, v in vars(args).items() if not k.endswith("_list")}
     save_config(run_dir, config)
     dtype = DTYPES[args.dtype]
-    header: dict[str, object] = {**environment(), "dtype": args.dtype, "img_size": args.img_size, "timer": args.timer}
+    header: dict[str, object] = {**environment(), "dtype": args.dtype, "img_size": args.img_size, "timer": args.timer,
+                                 "ours": "focalmod.optimize fast path" if args.fast_path else "plain path"}
     print("\n".join(f"{k}: {v}" for k, v in header.items()), flush=True)
 
     rows: list[Row] = []

@@ -20,6 +20,7 @@ from typing import Any, Sequence
 
 import torch
 
+from focalmod.interpret import METRICS
 from tasks.common import TaskError, make_run_dir, run_main, save_config
 from tasks.common.files import atomic_write, markdown_table, write_csv
 
@@ -288,6 +289,25 @@ def _resumed_text(plan: dict[str, Any]) -> str:
             "earlier invocation: the date, git commit and load averages above are this invocation's")
 
 
+def interpretability_section(acc_rows: list[dict[str, Any]]) -> list[str]:
+    """Markdown lines: per task, the explanation scores of each model's accuracy run (method x metric)."""
+    rows = accuracy.interpretability_rows(acc_rows)
+    if not rows:
+        return []
+    keys = list(METRICS)
+    lines = ["## Interpretability", "",
+             "Explanations of the accuracy runs' test examples (the task's `--explain` default), scored by "
+             "`focalmod.interpret`: the top 10 % of each map is kept (masked-in) or removed (masked-out), removed "
+             "positions take 0. Fid-In, FF, AI/AD/AG (SpeechBrain / L-MAC definitions), sparseness (Gini) and "
+             "complexity (entropy) as in quantus, deletion / insertion AUC (RISE). Arrows: the better direction. "
+             "`random` is the floor.", ""]
+    for task in dict.fromkeys(r["task"] for r in rows):
+        body = [[r["model"], r["method"], *(r[k] for k in keys)] for r in rows if r["task"] == task]
+        header = ["model", "method", *(f"{k} {'↑' if METRICS[k] else '↓'}" for k in keys)]
+        lines += [f"### {task}", "", markdown_table(header, body, cell=_fmt), ""]
+    return lines
+
+
 def write_report(out: Path, env: dict[str, str], s: measure.Settings, plan: dict[str, Any],
                  bench_rows: list[dict[str, Any]], sweep_rows: list[dict[str, Any]],
                  slope_rows: list[dict[str, Any]], acc_rows: list[dict[str, Any]] | None,
@@ -355,6 +375,7 @@ def write_report(out: Path, env: dict[str, str], s: measure.Settings, plan: dict
                   "no spread was measured). Datasets: " + "; ".join(f"{k}: {v}" for k, v in datasets.items()) + ".",
                   "", markdown_table(["task", "model", "params (M)", "budget", "metric", "score", "train s", "status"],
                                      body, cell=_fmt), ""]
+        lines += interpretability_section(acc_rows)
     path = out / "report.md"
     atomic_write(path, "\n".join(lines))
     return path
@@ -438,6 +459,8 @@ def run(argv: Sequence[str] | None = None) -> Path:
         acc_rows = accuracy.run_accuracy(args.accuracy_tasks, out, args.quick, args.accuracy_timeout,
                                          args.accuracy_budget, progress=progress)
         write_csv(out / "accuracy.csv", acc_rows, accuracy.ACCURACY_COLUMNS)
+        write_csv(out / "interpretability.csv", accuracy.interpretability_rows(acc_rows),
+                  accuracy.INTERPRETABILITY_COLUMNS)
         for r in acc_rows:
             print(f"  accuracy {r['task']} {r['model']}: {r.get('score', '–')} ({r['status']})", flush=True)
 

@@ -2,6 +2,7 @@
 from .checkpoints import load_checkpoint
 from .layers import FocalModulation, FocalModulation1d, FocalModulation2d, FocalModulation3d
 from .models import create_model, list_models
+from .models.optimize import optimize
 
 __version__ = "0.1.0"
 
@@ -14,4 +15,5 @@ __all__ = [
     "create_model",
     "list_models",
     "load_checkpoint",
+    "optimize",
 ]

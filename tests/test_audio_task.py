@@ -12,6 +12,7 @@ import pytest
 import soundfile as sf
 import torch
 
+from focalmod.interpret import METHODS, METRICS
 from tasks.audio.data import ESC50_COLUMNS, FeatureCache, extract_features, load_waveform, read_esc50
 from tasks.audio.features import FeatureConfig, FeatureExtractor, apply_gain
 from tasks.audio.interpret import last_stage_modulator_map, listenable_explanation
@@ -231,12 +232,33 @@ def test_cli_tiny_two_folds(tmp_path: Path, capsys) -> None:
         wavs = list((out / fold / "explanations").glob("*_explanation.wav"))
         assert len(wavs) == 1 and sf.info(wavs[0]).frames == 8000
         assert list((out / fold / "explanations").glob("*_map.png"))
+        assert (out / fold / "explanations" / "methods.png").stat().st_size > 1000
+        assert set(json.loads((out / fold / "result.json").read_text())["interpretability"]) == set(METHODS)
     assert (out / "confusion_matrix.csv").is_file() and (out / "config.yaml").is_file()
     base_folds = saved["baseline_fold_accuracy"]
     assert saved["baseline"]["name"] == "MFCC statistics + logistic regression" and set(base_folds) == {"1", "2"}
     assert saved["baseline"]["value"] == pytest.approx(np.mean(list(base_folds.values())))
-    log = capsys.readouterr().out
-    assert "mean accuracy" in log and "baseline MFCC statistics + logistic regression" in log
+    assert set(saved["interpretability"]) == set(METHODS)
+    for method, scores in saved["interpretability"].items():
+        assert set(scores) == set(METRICS), method
+        assert 0.0 <= scores["fid_in"] <= 1.0 and 0.0 <= scores["deletion_auc"] <= 1.0
+    printed = capsys.readouterr().out
+    assert "mean accuracy" in printed and "| integrated_gradients |" in printed
+    assert "baseline MFCC statistics + logistic regression" in printed
+
+
+def test_cli_hornet_scores_post_hoc_explanations_only(tmp_path: Path, capsys) -> None:
+    from tasks.audio.esc50 import main
+
+    out = tmp_path / "run"
+    metrics = main([
+        "--out", str(out), "--folds", "1", "--epochs", "1", "--synth-clips", "1", "--clip-seconds", "0.5",
+        "--model", "hornet", "--embed-dim", "8", "--depths", "1,1", "--explain", "2", "--no-progress",
+        "--cache-dir", str(tmp_path / "cache"),
+    ])
+    assert set(metrics["interpretability"]) == {"gradcam", "integrated_gradients", "random"}
+    assert not list((out / "fold1" / "explanations").glob("*.wav"))
+    assert "post-hoc scores only" in capsys.readouterr().out
 
 
 def test_cli_bad_data_is_one_line_error(tmp_path: Path, capsys) -> None:

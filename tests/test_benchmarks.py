@@ -11,6 +11,7 @@ from torch import nn
 
 from benchmarks import accuracy, measure, plots, report, scaling
 from benchmarks.flops import count_macs
+from focalmod.interpret import METRICS
 
 FAST = dict(batch_size=2, img_size=32, warmup=0, repeats=1)
 TINY_FOCALNET = measure.ModelRequest("focalmod_focalnet_tiny_srf", {"embed_dim": 8, "depths": (1, 1, 1, 1)})
@@ -214,7 +215,9 @@ if a.model == "old":  # a metrics.json from before the shared schema
     (out / "metrics.json").write_text('{"top1": 0.5}')
     sys.exit(0)
 score = {"good": 0.5, "better": 0.75}[a.model] * a.epochs
-summary = Summary(Score("val/top1", score), data="fake data", split="val", params_m=2.5, extras={"epochs": a.epochs})
+explained = {"modulator": {"fid_in": 0.75, "deletion_auc": 0.25}} if a.model == "better" else None
+summary = Summary(Score("val/top1", score), data="fake data", split="val", params_m=2.5, extras={"epochs": a.epochs},
+                  interpretability=explained)
 write_metrics(out, build_metrics(summary, "fake", None, {"wall_seconds": 0.0}, "fake_task_cli", None))
 '''
 
@@ -234,6 +237,13 @@ def test_accuracy_runs_task_cli_and_reads_metrics(tmp_path, monkeypatch):
     assert rows[2]["status"] == "error: error: --model bad is not supported"
     assert rows[3]["status"].startswith("error: ") and "missing key(s) schema, task" in rows[3]["status"]
     assert rows[4]["model"] == "all" and rows[4]["status"] == "n/a (task not available)"
+    # The runs' explanation scores become the report's interpretability table (method x metric per task).
+    table = accuracy.interpretability_rows(rows)
+    assert table == [dict(task="fake", model="better", method="modulator",
+                          **{k: {"fid_in": 0.75, "deletion_auc": 0.25}.get(k) for k in METRICS})]
+    section = "\n".join(report.interpretability_section(rows))
+    assert "## Interpretability" in section and "| better | modulator | 0.75 |" in section
+    assert report.interpretability_section(rows[:1]) == []
 
 
 def test_accuracy_resume_keeps_finished_runs_and_retries_failed_ones(tmp_path, monkeypatch):
@@ -256,20 +266,25 @@ def test_accuracy_resume_keeps_finished_runs_and_retries_failed_ones(tmp_path, m
     assert fresh[0]["status"].startswith("error")  # resume=False starts over
 
 
-def test_cpu_fastpath_compare_forces_the_plain_path():
+def test_cpu_fastpath_compares_the_plain_model_with_an_optimized_copy(monkeypatch):
+    import focalmod
     from benchmarks import cpu_fastpath
     from focalmod.layers import _cpu_fastpath as fp
 
-    if not fp._HAS_MKLDNN_FUSED:
+    if not fp.HAS_MKLDNN_FUSED:
         pytest.skip("this torch build has no oneDNN fused CPU ops")
-    x = torch.randn(1, 4, 8, 8)
-    weight = torch.randn(4, 4)
-    with cpu_fastpath.forced_plain(True), torch.no_grad():
-        assert fp.cpu_path(x, weight, torch.nn.Identity()) == fp.PLAIN
-    with torch.no_grad():
-        assert fp.cpu_path(x, weight, torch.nn.Identity()) == fp.FUSED
+    switched, original = [], focalmod.optimize
+
+    def optimize(model, *args, **kwargs):
+        switched.append((original(model, *args, **kwargs), kwargs["inference"]))
+        return model
+
+    monkeypatch.setattr(cpu_fastpath.focalmod, "optimize", optimize)
     results = cpu_fastpath.main(["--img-size", "32", "--batch-size", "1", "--repeats", "1", "--warmup", "0"])
     assert set(results) == {"inference", "train"} and all(f > 0 and p > 0 for f, p in results.values())
+    assert [inference for _, inference in switched] == [True, False]
+    for model, inference in switched:  # the fast side runs the fast modules, in the matching mode
+        assert {m.fast_autograd for m in model.modules() if isinstance(m, fp._FastPath)} == {not inference}
 
 
 @pytest.mark.slow

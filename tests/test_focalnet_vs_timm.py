@@ -43,3 +43,11 @@ def test_benchmark_bad_option_is_one_clear_error(tmp_path, capsys):
         run_main(main, ["--layouts", "nhwc", "--out", str(tmp_path)])
     assert exit_info.value.code == 2
     assert "--layouts: unknown value(s) ['nhwc']" in capsys.readouterr().err
+
+
+def test_benchmark_times_the_optimized_fast_path(tmp_path):
+    args = ["--models", "tiny_srf", "--img-size", "32", "--repeats", "1", "--warmup", "0", "--modes", "infer_b1,train",
+            "--train-batch", "2", "--layouts", "nchw", "--fast-path", "--out", str(tmp_path)]
+    rows = main(args)
+    assert len(rows) == 2 and all(r.ratio > 0 for r in rows)
+    assert "- ours: focalmod.optimize fast path" in (tmp_path / "results.md").read_text()

@@ -347,6 +347,14 @@ def test_embedded_default_learns_in_two_epochs_and_eval_finds_the_run(tmp_path, 
     assert sorted(p.name for p in (tmp_path / "cache" / "digits_32px").iterdir()) == ["manifest.json", "train", "val"]
     out = imagenet_eval.main([])
     assert out["top1"] == pytest.approx(metrics["best_top1"]) and out["images"] == 360
+    # On the embedded default training and eval also score 16 explanations (one per class in turn), every method.
+    assert set(metrics["interpretability"]) == {"modulator", "gates", "gradcam", "integrated_gradients", "random"}
+    assert (metrics["interpretability"]["random"]["fid_in"] <= 1.0 and (tmp_path / "runs" / "imagenet").is_dir())
+    assert set(out["interpretability"]) == {"modulator", "gates", "gradcam", "integrated_gradients", "random"}
+    assert all(0.0 <= s["fid_in"] <= 1.0 and 0.0 <= s["insertion_auc"] <= 1.0 for s in out["interpretability"].values())
+    run_dir = max((tmp_path / "runs" / "imagenet-eval").iterdir())
+    assert (run_dir / "explanations.png").stat().st_size > 1000
+    assert json.loads((run_dir / "metrics.json").read_text())["interpretability"] == out["interpretability"]
 
 
 def test_resume_from_the_shell_honours_flags_given_with_it(tmp_path, monkeypatch):

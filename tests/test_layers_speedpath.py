@@ -1,9 +1,12 @@
-"""The fp32 CPU inference fast path (oneDNN conv/linear + GELU, split `f`) gives the plain path's numbers.
+"""The opt-in oneDNN CPU fast path (`focalmod.optimize` / `layers._cpu_fastpath`) against the plain path.
 
-The fast path runs when autograd is off (inference_mode / no_grad); with gradients the plain PyTorch ops run. Both
-must agree with each other and with timm to 1e-5, in 1D/2D/3D, for every block option.
+The default forward is the plain PyTorch path; the fast modules are swapped in once, by one explicit call, and must
+give the plain path's numbers (and timm's) to 1e-5 in 1D/2D/3D, for every block option, in inference and training.
+The private oneDNN ops they use are pinned here: a torch release that changes them fails this file loudly.
 """
 from __future__ import annotations
+
+import copy
 
 import pytest
 import torch
@@ -11,10 +14,24 @@ from timm.models.focalnet import FocalNet as TimmFocalNet
 
 import focalmod
 from focalmod.layers import FocalModulation, FocalNetBlock
-from focalmod.layers import _cpu_fastpath as fm
+from focalmod.layers import _cpu_fastpath as fp
+from focalmod.models.optimize import restore_plain
 from focalmod.viz import modulation_maps
 
-pytestmark = pytest.mark.skipif(not fm._HAS_MKLDNN_FUSED, reason="this torch build has no oneDNN fused CPU ops")
+# Only a torch built without oneDNN skips; where oneDNN is there, missing or changed ops fail every test below.
+pytestmark = pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="torch built without oneDNN")
+
+
+def test_private_oneDNN_ops_keep_the_schemas_the_fast_path_calls():
+    assert fp.HAS_MKLDNN_FUSED, "torch.ops.mkldnn._linear_pointwise / _convolution_pointwise disappeared"
+    assert str(torch.ops.mkldnn._linear_pointwise.default._schema) == (
+        "mkldnn::_linear_pointwise(Tensor X, Tensor W, Tensor? B, str attr, Scalar?[] scalars, str? algorithm) "
+        "-> Tensor Y"
+    )
+    assert str(torch.ops.mkldnn._convolution_pointwise.default._schema) == (
+        "mkldnn::_convolution_pointwise(Tensor X, Tensor W, Tensor? B, int[] padding, int[] stride, int[] dilation, "
+        "int groups, str attr, Scalar?[] scalars, str? algorithm) -> Tensor Y"
+    )
 
 
 def _randomize(module: torch.nn.Module) -> None:
@@ -25,21 +42,10 @@ def _randomize(module: torch.nn.Module) -> None:
 
 
 def _plain_and_fast(module: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    plain = module(x)  # parameters require grad -> plain path
+    fast = copy.deepcopy(module)
+    assert fp.use_cpu_fast_path(fast, autograd=False) > 0
     with torch.inference_mode():
-        fast = module(x)
-    return plain.detach(), fast
-
-
-def test_fast_path_is_chosen_only_without_autograd():
-    module = FocalModulation(8)
-    x = torch.randn(1, 8, 4, 4)
-    assert not fm.use_fused_cpu_path(x, module.f.weight)
-    with torch.no_grad():
-        assert fm.use_fused_cpu_path(x, module.f.weight)
-    with torch.inference_mode():
-        assert fm.use_fused_cpu_path(x, module.f.weight)
-        assert not fm.use_fused_cpu_path(x.double(), module.f.weight.double())
+        return module(x), fast(x)
 
 
 @pytest.mark.parametrize("spatial_dims,shape", [(1, (2, 16, 23)), (2, (2, 16, 11, 6)), (3, (1, 16, 5, 4, 6))])
@@ -49,8 +55,7 @@ def test_modulation_fast_equals_plain(spatial_dims, shape, focal_level, focal_wi
         16, spatial_dims, focal_level=focal_level, focal_window=focal_window, normalize_modulator=True
     ).eval()
     _randomize(module)
-    x = torch.randn(shape)
-    plain, fast = _plain_and_fast(module, x)
+    plain, fast = _plain_and_fast(module, torch.randn(shape))
     torch.testing.assert_close(fast, plain, rtol=0, atol=1e-5)
 
 
@@ -66,7 +71,7 @@ def test_block_fast_equals_plain(use_post_norm, spatial_dims, shape):
     torch.testing.assert_close(fast, plain, rtol=0, atol=1e-5)
 
 
-def test_model_fast_path_matches_timm_and_plain():
+def test_optimized_model_matches_timm_and_plain():
     kwargs = dict(embed_dim=16, depths=(1, 2, 1, 1), num_classes=10, drop_path_rate=0.0)
     reference = TimmFocalNet(focal_levels=(3, 3, 3, 3), **kwargs).eval()
     _randomize(reference)
@@ -74,21 +79,27 @@ def test_model_fast_path_matches_timm_and_plain():
     target = ours.state_dict()
     ours.load_state_dict({k: v.reshape(target[k].shape) for k, v in reference.state_dict().items()})
     x = torch.randn(2, 3, 45, 38)
-    plain, fast = _plain_and_fast(ours, x)
     with torch.inference_mode():
-        expected = reference(x)
-    torch.testing.assert_close(fast, expected, rtol=0, atol=1e-5)
-    torch.testing.assert_close(fast, plain, rtol=0, atol=1e-5)
-    for layout in (torch.channels_last,):
-        with torch.inference_mode():
-            torch.testing.assert_close(ours(x.contiguous(memory_format=layout)), expected, rtol=0, atol=1e-5)
+        expected, plain = reference(x), ours(x)
+    fast = focalmod.optimize(copy.deepcopy(ours), "cpu", inference=True)
+    assert isinstance(fast.layers[1].blocks[0].modulation, fp.FastFocalModulation)
+    assert list(fast.state_dict()) == list(target)  # same parameters and keys
+    with torch.inference_mode():
+        torch.testing.assert_close(fast(x), expected, rtol=0, atol=1e-5)
+        torch.testing.assert_close(fast(x.contiguous(memory_format=torch.channels_last)), expected, rtol=0, atol=1e-5)
+    torch.testing.assert_close(plain, expected, rtol=0, atol=1e-5)
+    restore_plain(fast)
+    assert type(fast.layers[1].blocks[0].modulation) is FocalModulation
+    assert not any(isinstance(m, fp._FastPath) for m in focalmod.optimize(fast, dtype=torch.bfloat16).modules())
 
 
 def test_maps_are_the_same_on_both_paths():
     module = FocalModulation(8, 2, focal_level=2).eval()
     x = torch.randn(1, 8, 6, 6)
-    (hooked,) = modulation_maps(module, x)  # no_grad -> fast path
-    _, plain = module(x, return_maps=True)  # grad -> plain path
+    _, plain = module(x, return_maps=True)
+    fast = copy.deepcopy(module)
+    fp.use_cpu_fast_path(fast, autograd=False)
+    (hooked,) = modulation_maps(fast, x)  # hooks on gates_tap / modulator_tap fire in the fast module too
     torch.testing.assert_close(hooked.gates, plain["gates"].detach())
     torch.testing.assert_close(hooked.magnitude, plain["modulator"].detach().norm(dim=1), rtol=0, atol=1e-5)
 
@@ -103,34 +114,31 @@ def test_projection_slices_are_contiguous_and_keep_the_f_key():
     assert grad[:8].abs().sum() > 0 and grad[8:].abs().sum() == 0
 
 
-def _force_plain(module: torch.nn.Module):
-    """A no-op forward hook on a submodule makes the layer take the plain PyTorch path."""
-    return module.register_forward_hook(lambda m, i, o: None)
-
-
 @pytest.mark.parametrize("spatial_dims,shape", [(1, (2, 16, 19)), (2, (2, 16, 7, 9))])
-def test_training_path_gradients_equal_plain(spatial_dims, shape):
+def test_training_mode_gradients_equal_plain(spatial_dims, shape):
     block = FocalNetBlock(16, spatial_dims, focal_level=2, layerscale_value=0.5)
     _randomize(block)
+    fast = focalmod.optimize(copy.deepcopy(block), inference=False)
+    assert isinstance(fast, fp.FastFocalNetBlock) and fast.fast_autograd
     x = torch.randn(shape)
     grads = []
-    for plain in (False, True):
-        handles = [_force_plain(block.modulation.h), _force_plain(block.mlp.fc2)] if plain else []
+    for module in (block, fast):
         xi = x.clone().requires_grad_()
-        with torch.no_grad():
-            assert fm.cpu_path(xi, block.mlp.fc1.weight, block.mlp) == (fm.PLAIN if plain else fm.FUSED)
-        assert fm.cpu_path(xi, block.mlp.fc1.weight, block.mlp) == (fm.PLAIN if plain else fm.DNNL)
-        out = block(xi)
-        out.square().sum().backward()
-        grads.append([xi.grad] + [p.grad.clone() for p in block.parameters()])
-        block.zero_grad(set_to_none=True)
-        for h in handles:
-            h.remove()
-    for fast, plain in zip(*grads):
-        torch.testing.assert_close(fast, plain, rtol=1e-5, atol=1e-5)
+        module(xi).square().sum().backward()
+        grads.append([xi.grad] + [p.grad for p in module.parameters()])
+    for g_plain, g_fast in zip(*grads):
+        torch.testing.assert_close(g_fast, g_plain, rtol=1e-5, atol=1e-5)
 
 
-def test_hooks_on_inner_linears_still_fire_in_inference():
+def test_inference_modules_refuse_autograd_with_a_clear_error():
+    fast = focalmod.optimize(FocalNetBlock(8, 2), inference=True)
+    with pytest.raises(RuntimeError, match=r"set up for inference .* focalmod.optimize\(model, inference=False\)"):
+        fast(torch.randn(1, 8, 4, 4))
+    with torch.no_grad():
+        assert fast(torch.randn(1, 8, 4, 4)).shape == (1, 8, 4, 4)
+
+
+def test_default_forward_is_plain_and_hooks_on_inner_linears_fire():
     module = FocalModulation(8, 2).eval()
     seen = []
     handle = module.h.register_forward_hook(lambda m, i, o: seen.append(o.shape))
@@ -138,16 +146,5 @@ def test_hooks_on_inner_linears_still_fire_in_inference():
         module(torch.randn(1, 8, 5, 5))
     handle.remove()
     assert seen == [(1, 5, 5, 8)]
-
-
-@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
-def test_autocast_tracing_and_other_dtypes_take_the_plain_path():
-    module = FocalModulation(8, 2)
-    x = torch.randn(1, 8, 4, 4)
-    with torch.no_grad():
-        assert fm.cpu_path(x, module.f.weight, module) == fm.FUSED
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            assert fm.cpu_path(x, module.f.weight, module) == fm.PLAIN
-            assert module(x).dtype == torch.bfloat16
-        graph = torch.jit.trace(module, x).inlined_graph
-    assert "mkldnn" not in str(graph) and "aten::linear" in str(graph)
+    with torch.autocast("cpu", dtype=torch.bfloat16), torch.no_grad():
+        assert module(torch.randn(1, 8, 4, 4)).dtype == torch.bfloat16

@@ -7,13 +7,22 @@ timm, HF transformers, our own and `.safetensors` files; pickles are only read w
 """
 from . import focalnet, hornet  # noqa: F401  (register the FocalNet and HorNet converters)
 from .io import CheckpointError, read_checkpoint, read_state_dict, save_checkpoint, unwrap_model, unwrap_state_dict
-from .loading import Converted, LoadReport, find_prefix, load_checkpoint, register_converter, reshape_like
+from .loading import (
+    Converted,
+    LoadReport,
+    checkpoint_filter_fn,
+    find_prefix,
+    load_checkpoint,
+    register_converter,
+    reshape_like,
+)
 from .surgery import expand_focal_projection, resize_kernel
 
 __all__ = [
     "CheckpointError",
     "Converted",
     "LoadReport",
+    "checkpoint_filter_fn",
     "expand_focal_projection",
     "find_prefix",
     "load_checkpoint",

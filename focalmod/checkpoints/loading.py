@@ -21,7 +21,15 @@ from torch import nn
 
 from .io import CheckpointError, read_state_dict, unwrap_model, unwrap_state_dict
 
-__all__ = ["Converted", "LoadReport", "find_prefix", "load_checkpoint", "register_converter", "reshape_like"]
+__all__ = [
+    "Converted",
+    "LoadReport",
+    "checkpoint_filter_fn",
+    "find_prefix",
+    "load_checkpoint",
+    "register_converter",
+    "reshape_like",
+]
 
 # Wrappers whose prefix is always stripped when every key carries it (DDP, torch.compile).
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
@@ -143,6 +151,31 @@ def load_checkpoint(
             of another size (or none in the checkpoint) is re-initialised with a warning in either mode.
         prefix: key prefix holding the weights (auto-detected; needed only when a file holds several copies).
     """
+    target, state_dict, report = _convert(model, path_or_state_dict, prefix)
+    # timm's feature wrapper prunes the final norm/head: checkpoint keys for the pruned parts are not an error
+    pruned = isinstance(model, FeatureGetterNet)
+    to_load = _reconcile(target, state_dict, report, strict, ignore_unexpected=pruned)
+    target.load_state_dict(to_load, strict=False)
+    report.loaded = list(to_load)
+    return report
+
+
+def checkpoint_filter_fn(state_dict: Mapping[str, Any], model: nn.Module) -> dict[str, torch.Tensor]:
+    """timm's ``pretrained_filter_fn``: any checkpoint `load_checkpoint` reads -> `model`'s keys and shapes.
+
+    Strict like `load_checkpoint`, except that a classifier of another size is dropped with a warning (the model
+    keeps its fresh head) and the first conv may differ in input channels (timm's loader adapts it next).
+    """
+    target, converted, report = _convert(model, state_dict, None)
+    first_conv = getattr(target, "pretrained_cfg", {}).get("first_conv")
+    adapt = (f"{first_conv}.weight",) if isinstance(first_conv, str) else ()
+    return _reconcile(target, converted, report, strict=True, adapt=adapt)
+
+
+def _convert(
+    model: nn.Module, path_or_state_dict: str | os.PathLike | Mapping[str, Any], prefix: str | None
+) -> tuple[nn.Module, dict[str, torch.Tensor], LoadReport]:
+    """Steps 1-3: read, find the prefix, convert the keys. Returns the unwrapped model, the weights, the report."""
     target = unwrap_model(model)
     if isinstance(path_or_state_dict, (str, os.PathLike)):
         source = str(path_or_state_dict)
@@ -175,19 +208,21 @@ def load_checkpoint(
     report.ignored += converted.ignored
     report.initialised += converted.initialised
     report.notes += converted.notes
-    # timm's feature wrapper prunes the final norm/head: checkpoint keys for the pruned parts are not an error
-    pruned = isinstance(model, FeatureGetterNet)
-    _apply(target, converted.state_dict, report, strict, ignore_unexpected=pruned)
-    return report
+    return target, converted.state_dict, report
 
 
-def _apply(
+def _reconcile(
     model: nn.Module,
     state_dict: dict[str, torch.Tensor],
     report: LoadReport,
     strict: bool,
     ignore_unexpected: bool = False,
-) -> None:
+    adapt: tuple[str, ...] = (),
+) -> dict[str, torch.Tensor]:
+    """Step 4: compare with the model's keys and shapes, handle the classifier, raise or warn; the tensors to load.
+
+    Keys in `adapt` may differ in shape (they are kept for the caller to adapt).
+    """
     expected = model.state_dict()
     state_dict = {k: reshape_like(v, expected[k].shape) if k in expected else v for k, v in state_dict.items()}
     missing = [k for k in expected if k not in state_dict and k not in report.initialised]
@@ -195,7 +230,9 @@ def _apply(
     if ignore_unexpected:
         report.ignored += unexpected
         unexpected = []
-    mismatched = [k for k in state_dict if k in expected and state_dict[k].shape != expected[k].shape]
+    mismatched = [
+        k for k in state_dict if k in expected and state_dict[k].shape != expected[k].shape and k not in adapt
+    ]
 
     head = _classifier_prefix(model)
     if head is not None:
@@ -245,6 +282,4 @@ def _apply(
         warnings.warn(
             f"{report.source}: loaded non-strictly, skipping:\n" + "\n".join(problems), stacklevel=3
         )
-    to_load = {k: v for k, v in state_dict.items() if k in expected and k not in mismatched}
-    model.load_state_dict(to_load, strict=False)
-    report.loaded = list(to_load)
+    return {k: v for k, v in state_dict.items() if k in expected and k not in mismatched}

@@ -14,7 +14,8 @@ from torch import nn
 from . import metrics as m
 from .methods import METHODS, explain
 
-__all__ = ["METRICS", "evaluate_explanations", "score_explanations", "top_fraction_mask"]
+__all__ = ["METRICS", "average_scores", "evaluate_explanations", "score_explanations", "scores_table",
+           "top_fraction_mask"]
 
 # Metric keys of `score_explanations`, and whether higher is better.
 METRICS = {
@@ -150,3 +151,24 @@ def evaluate_explanations(
         except ValueError as err:
             raise ValueError(f"explanation method {method!r}: {err}") from None
     return maps, score_explanations(model, x, maps, quantile, baseline, curve_steps, batch_size)
+
+
+def average_scores(runs: Sequence[Mapping[str, Mapping[str, float]]]) -> dict[str, dict[str, float]]:
+    """Mean of each method's metrics over several `score_explanations` results (e.g. one per fold); a method or
+    metric missing from some runs is averaged over the runs that have it."""
+    values: dict[str, dict[str, list[float]]] = {}
+    for scores in runs:
+        for method, per_metric in scores.items():
+            for metric, value in per_metric.items():
+                values.setdefault(method, {}).setdefault(metric, []).append(float(value))
+    return {method: {metric: sum(v) / len(v) for metric, v in per_metric.items()}
+            for method, per_metric in values.items()}
+
+
+def scores_table(scores: Mapping[str, Mapping[str, float]], metrics: Sequence[str] = tuple(METRICS)) -> str:
+    """A Markdown table, one row per method, one column per metric (arrows say which direction is better)."""
+    header = ["method", *(f"{k} {'↑' if METRICS.get(k, True) else '↓'}" for k in metrics)]
+    rows = [[method, *(f"{per_metric[k]:.3f}" if k in per_metric else "" for k in metrics)]
+            for method, per_metric in scores.items()]
+    lines = [header, ["---"] * len(header), *rows]
+    return "\n".join("| " + " | ".join(line) + " |" for line in lines)

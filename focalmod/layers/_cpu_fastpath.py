@@ -1,75 +1,42 @@
-"""CPU fast paths of focal modulation and the FocalNet block (fp32 on CPU only; everything else takes PLAIN).
+"""Opt-in oneDNN fast path for focal modulation and the FocalNet block on fp32 CPU, chosen once per model.
 
-They use oneDNN ops PyTorch exposes privately (`torch.ops.mkldnn._linear_pointwise`, `_convolution_pointwise`),
-so they are guarded by `_HAS_MKLDNN_FUSED` and tested against the plain path and timm
-(tests/test_layers_speedpath.py). Measured gain on focalnet_tiny_srf, batch 8 at 224, 1 thread, CPU time,
-interleaved with the path forced PLAIN (`python -m benchmarks.cpu_fastpath`, 2-core AMD EPYC, 2026-11-21):
-inference 1.19x, training step 1.07x.
+The default modules run plain PyTorch ops (scriptable, traceable, exportable, compilable, any device and dtype): the
+reference every other path is tested against. `use_cpu_fast_path(model, autograd=...)` swaps every
+`FocalModulation` / `FocalNetBlock` in `model` for the subclasses below, which keep every parameter, buffer and
+state-dict key and only replace how the linears, depthwise convs and GELUs run:
+
+* ``autograd=False`` (inference): oneDNN linears, and depthwise conv + GELU and fc1 + GELU as single ops (GELU
+  post-op). Calling such a module with autograd on raises, since these ops have no backward.
+* ``autograd=True`` (training): linears through oneDNN's matmul in a custom autograd Function (forward and input
+  gradient ~8 % faster than MKL's sgemm on AVX-512), 1D depthwise convs as 2D convs (oneDNN's channels-last kernel);
+  everything else plain.
+
+The ops are private (`torch.ops.mkldnn._linear_pointwise`, `_convolution_pointwise`): they are used nowhere else,
+`tests/test_layers_speedpath.py` pins their schemas (it fails loudly when torch changes them) and checks the fast
+modules against the plain ones. Forward hooks on `h`, `proj` and `mlp.fc1/fc2` do not fire in the fast modules
+(those Linears are called through oneDNN directly); hooks on `gates_tap` / `modulator_tap` do. Measured gain
+(focalnet_tiny_srf, batch 8 at 224, 1 thread, `python -m benchmarks.cpu_fastpath`, 2026-11-21, before this switch
+moved to construction time): inference 1.19x, training step 1.07x.
 """
 from __future__ import annotations
+
+from typing import Dict, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
-from torch.nn.modules import module as _global_hooks
 
-__all__ = ["DNNL", "FUSED", "PLAIN", "conv1d_as_2d", "cpu_path", "dwconv_gelu", "linear", "linear_fn",
-           "linear_gelu", "use_fused_cpu_path"]
+from .focal_modulation import FocalModulation
+from .focalnet_block import FocalNetBlock
 
-# ---- CPU fast paths -----------------------------------------------------------------------------------------------
-# PLAIN: PyTorch ops (GPU, other dtypes, compile/script/trace, autocast, functorch transforms, hooked submodules).
-# DNNL: fp32 CPU with autograd: linears through oneDNN's matmul in a custom autograd Function (forward and input
-#       gradient ~8 % faster than MKL's sgemm on this AVX-512 CPU); everything else plain.
-# FUSED: fp32 CPU without autograd: oneDNN linears, and conv + GELU and fc1 + GELU as single ops (GELU post-op).
-# All give the same numbers to ~1e-6 (tests/test_layers_speedpath.py checks them against each other and timm).
-PLAIN, DNNL, FUSED = "plain", "dnnl", "fused"
+__all__ = ["FastFocalModulation", "FastFocalNetBlock", "HAS_MKLDNN_FUSED", "use_cpu_fast_path", "use_plain_path"]
 
-_HAS_MKLDNN_FUSED = (
+HAS_MKLDNN_FUSED = (
     torch.backends.mkldnn.is_available()
     and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
     and hasattr(torch.ops.mkldnn, "_linear_pointwise")
 )
-
-
-def cpu_path(x: torch.Tensor, weight: torch.Tensor, module: nn.Module, skip: tuple[nn.Module, ...] = ()) -> str:
-    """PLAIN, DNNL or FUSED for one call (see above); a forward hook on a submodule of `module` other than `skip`
-    forces PLAIN, so hooks on `h`, `proj`, `mlp.fc1`, ... fire as usual."""
-    if torch.jit.is_scripting() or not _HAS_MKLDNN_FUSED:
-        return PLAIN
-    if torch.jit.is_tracing() or torch.compiler.is_compiling() or torch._C._are_functorch_transforms_active():
-        return PLAIN
-    if x.device.type != "cpu" or x.dtype != torch.float32 or weight.dtype != torch.float32:
-        return PLAIN
-    if torch.is_autocast_enabled("cpu") or _has_hooks(module, skip):
-        return PLAIN
-    if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad):
-        return DNNL
-    return FUSED
-
-
-def use_fused_cpu_path(x: torch.Tensor, weight: torch.Tensor) -> bool:
-    """Whether a call with input `x` and parameter `weight` takes the FUSED path (hooks aside)."""
-    return cpu_path(x, weight, nn.Identity()) == FUSED
-
-
-def _has_hooks(module: nn.Module, skip: tuple[nn.Module, ...]) -> bool:
-    if _global_hooks._global_forward_hooks or _global_hooks._global_forward_pre_hooks:
-        return True
-    return any((m._forward_hooks or m._forward_pre_hooks) and m not in skip for m in module.modules())
-
-
-def linear(x: torch.Tensor, layer: nn.Linear, path: str) -> torch.Tensor:
-    """`layer(x)` on the PLAIN path, oneDNN's matmul (bias in its epilogue) on the others."""
-    return layer(x) if path == PLAIN else linear_fn(x, layer.weight, layer.bias, path)
-
-
-def linear_fn(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, path: str) -> torch.Tensor:
-    if path == FUSED:
-        return _dnnl_linear(x, weight, bias)
-    if path == DNNL:
-        return _DnnlLinear.apply(x, weight, bias)
-    return F.linear(x, weight, bias)
 
 
 def _dnnl_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, attr: str = "none") -> torch.Tensor:
@@ -100,27 +67,120 @@ class _DnnlLinear(torch.autograd.Function):
         return grad_x, grad_w, grad_b
 
 
-def linear_gelu(x: torch.Tensor, layer: nn.Linear) -> torch.Tensor:
-    """GELU(layer(x)) in one oneDNN call (exact-erf GELU post-op); FUSED path only (no backward)."""
-    return _dnnl_linear(x, layer.weight, layer.bias, "gelu")
-
-
-def conv1d_as_2d(x: torch.Tensor, conv: nn.Module) -> torch.Tensor:
+def _conv1d_as_2d(x: torch.Tensor, conv: nn.Module) -> torch.Tensor:
     """A stride-1 `nn.Conv1d` run as a 2D conv on `(B, C, 1, L)`: oneDNN's channels-last 2D depthwise kernel is ~5x
     faster (forward and backward) on channels-last-strided inputs than the 1D path (measured, 1 thread)."""
-    pad = [0, *conv.padding]
-    out = F.conv2d(x.unsqueeze(2), conv.weight.unsqueeze(2), conv.bias, 1, pad, 1, conv.groups)
+    out = F.conv2d(x.unsqueeze(2), conv.weight.unsqueeze(2), conv.bias, 1, [0, *conv.padding], 1, conv.groups)
     return out.squeeze(2)
 
 
-def dwconv_gelu(x: torch.Tensor, conv: nn.Module) -> torch.Tensor:
-    """GELU(depthwise conv(x)) in one oneDNN call; `x` channels-first in any layout; FUSED path only."""
+def _dwconv_gelu(x: torch.Tensor, conv: nn.Module) -> torch.Tensor:
+    """GELU(depthwise conv(x)) in one oneDNN call; `x` channels-first in any layout; no backward."""
     weight, pad = conv.weight, list(conv.padding)
     one_d = x.ndim == 3
     if one_d:  # the fused op takes 2D/3D convs: run 1D as (B, C, 1, L)
         x, weight, pad = x.unsqueeze(2), weight.unsqueeze(2), [0, *pad]
     ones = [1] * (x.ndim - 2)
-    out = torch.ops.mkldnn._convolution_pointwise(
-        x, weight, conv.bias, pad, ones, ones, conv.groups, "gelu", [], "none"
-    )
+    out = torch.ops.mkldnn._convolution_pointwise(x, weight, conv.bias, pad, ones, ones, conv.groups, "gelu", [],
+                                                  "none")
     return out.squeeze(2) if one_d else out
+
+
+class _FastPath:
+    """What the two fast modules share: the mode chosen by `use_cpu_fast_path` and the linear it implies."""
+
+    fast_autograd: bool = False
+
+    def _fast_linear(self, x: torch.Tensor, layer: nn.Linear) -> torch.Tensor:
+        if self.fast_autograd:
+            return _DnnlLinear.apply(x, layer.weight, layer.bias)
+        return _dnnl_linear(x, layer.weight, layer.bias)
+
+    def _refuse_autograd(self, x: torch.Tensor, weight: torch.Tensor) -> None:
+        if not self.fast_autograd and torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad):
+            raise RuntimeError(
+                f"{type(self).__name__} was set up for inference (focalmod.optimize(..., inference=True)) and its "
+                "fused oneDNN ops have no backward; run it under torch.no_grad()/inference_mode(), or call "
+                "focalmod.optimize(model, inference=False) (or focalmod.models.optimize.restore_plain(model)) to train"
+            )
+
+
+class FastFocalModulation(_FastPath, FocalModulation):
+    """`FocalModulation` with the oneDNN fast path (see the module docstring); same parameters and maps."""
+
+    def forward_channels_last(self, x: torch.Tensor) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+        self._refuse_autograd(x, self.f.weight)
+        return super().forward_channels_last(x)
+
+    def _project_in(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        c, w, b = self.dim, self.f.weight, self.f.bias
+        rows = [(w[i:j], None if b is None else b[i:j]) for i, j in ((0, c), (c, 2 * c), (2 * c, w.shape[0]))]
+        if self.fast_autograd:
+            q, ctx = (_DnnlLinear.apply(x, *rows[i]) for i in (0, 1))
+        else:
+            q, ctx = (_dnnl_linear(x, *rows[i]) for i in (0, 1))
+        # The L+1 gate columns stay on MKL (F.linear): for so few outputs oneDNN's call overhead is larger.
+        return q, ctx, F.linear(x, *rows[2])
+
+    def _aggregate(self, ctx: torch.Tensor, gates: torch.Tensor) -> torch.Tensor:
+        ctx_all = ctx
+        for level, focal_layer in enumerate(self.focal_layers):
+            if not self.fast_autograd:
+                ctx = _dwconv_gelu(ctx, focal_layer[0])
+            elif self.spatial_dims == 1:
+                ctx = focal_layer[1](_conv1d_as_2d(ctx, focal_layer[0]))
+            else:
+                ctx = focal_layer(ctx)
+            ctx_all = self._accumulate(ctx_all, ctx, gates, level)
+        return self._add_global(ctx_all, ctx, gates)
+
+    def _h(self, x: torch.Tensor) -> torch.Tensor:
+        return self._fast_linear(x, self.h)
+
+    def _proj(self, x: torch.Tensor) -> torch.Tensor:
+        return self._fast_linear(x, self.proj)
+
+
+class FastFocalNetBlock(_FastPath, FocalNetBlock):
+    """`FocalNetBlock` whose MLP runs through oneDNN (fc1 + GELU fused in inference); same parameters."""
+
+    def _mlp(self, x: torch.Tensor) -> torch.Tensor:
+        mlp = self.mlp
+        self._refuse_autograd(x, mlp.fc1.weight)
+        if not self.fast_autograd and not self.training:
+            hidden = _dnnl_linear(x, mlp.fc1.weight, mlp.fc1.bias, "gelu")
+        else:
+            hidden = mlp.drop1(mlp.act(self._fast_linear(x, mlp.fc1)))
+        return mlp.drop2(self._fast_linear(mlp.norm(hidden), mlp.fc2))
+
+
+_FAST = {FocalModulation: FastFocalModulation, FocalNetBlock: FastFocalNetBlock}
+
+
+def use_cpu_fast_path(model: nn.Module, autograd: bool) -> int:
+    """Swap every `FocalModulation` / `FocalNetBlock` in `model` (in place) for its fast subclass, in the inference
+    (``autograd=False``) or training (``autograd=True``) mode. Returns how many modules were swapped."""
+    if not HAS_MKLDNN_FUSED:
+        raise RuntimeError("this torch build has no oneDNN fused CPU ops (torch.ops.mkldnn._linear_pointwise)")
+    count = 0
+    for module in model.modules():
+        plain = next((cls for cls in _FAST if isinstance(module, cls)), None)
+        if plain is None:
+            continue
+        if not isinstance(module, _FastPath):
+            module._plain_class = type(module)
+            module.__class__ = _FAST[plain]
+        module.fast_autograd = autograd
+        count += 1
+    return count
+
+
+def use_plain_path(model: nn.Module) -> int:
+    """Undo `use_cpu_fast_path`: every fast module gets its original class back. Returns how many were restored."""
+    count = 0
+    for module in model.modules():
+        if isinstance(module, _FastPath):
+            module.__class__ = module.__dict__.pop("_plain_class")
+            module.__dict__.pop("fast_autograd", None)
+            count += 1
+    return count

@@ -39,6 +39,7 @@ class ClassifierHead(nn.Module):
             raise ValueError(f"num_classes must be >= 0, got {num_classes}")
         self.num_classes = num_classes
         self.fc = nn.Linear(self.in_features, num_classes, device=device, dtype=dtype) if num_classes else nn.Identity()
+        self.fc.train(self.training)  # a new classifier follows the model's train/eval mode (timm's contract)
 
     def pool(self, x: torch.Tensor) -> torch.Tensor:
         if self.pool_type == "avg":

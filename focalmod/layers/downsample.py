@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._nd import check_channels_first, check_positive, conv_nd
+from ._nd import check_channels_first, check_positive, checks_apply, conv_nd
 from .norm import LayerNormNd
 
 
@@ -43,10 +43,11 @@ class Downsample(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not torch.jit.is_scripting():
-            check_channels_first(type(self).__name__, x, self.in_chs, self.spatial_dims)
-            if min(x.shape[2:]) < self.min_size:
-                raise ValueError(
-                    f"spatial size {tuple(x.shape[2:])} is too small for a stride-{self.stride} downsample "
-                    f"(needs at least {self.min_size} per dim)"
-                )
+            if checks_apply(x):
+                check_channels_first(type(self).__name__, x, self.in_chs, self.spatial_dims, self.proj.weight.dtype)
+                if min(x.shape[2:]) < self.min_size:
+                    raise ValueError(
+                        f"spatial size {tuple(x.shape[2:])} is too small for a stride-{self.stride} downsample "
+                        f"(needs at least {self.min_size} per dim)"
+                    )
         return self.norm(self.proj(x))

@@ -1,12 +1,21 @@
 """Focal modulation (Yang et al., "Focal Modulation Networks", NeurIPS 2022, Sec. 3.2, Eq. 3-6) for 1D/2D/3D."""
 from __future__ import annotations
 
+from typing import Dict, Tuple
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._cpu_fastpath import DNNL, FUSED, conv1d_as_2d, cpu_path, dwconv_gelu, linear, linear_fn
-from ._nd import check_channels_first, check_positive, check_spatial_dims, conv_nd, to_channels_first, to_channels_last
+from ._nd import (
+    check_channels_first,
+    check_positive,
+    check_spatial_dims,
+    checks_apply,
+    conv_nd,
+    to_channels_first,
+    to_channels_last,
+)
 
 __all__ = ["FocalModulation", "FocalModulation1d", "FocalModulation2d", "FocalModulation3d"]
 
@@ -58,6 +67,7 @@ class FocalModulation(nn.Module):
         self.focal_factor = focal_factor
         self.normalize_modulator = normalize_modulator
         self.kernel_sizes = [focal_factor * k + focal_window for k in range(focal_level)]
+        self._spatial_last = list(range(1, 1 + spatial_dims))  # spatial dims of a channels-last tensor
 
         self.f = nn.Linear(dim, 2 * dim + focal_level + 1, bias=bias, **dd)
         conv = conv_nd(spatial_dims)
@@ -79,46 +89,58 @@ class FocalModulation(nn.Module):
             f"kernel_sizes={self.kernel_sizes}, normalize_modulator={self.normalize_modulator}"
         )
 
-    def forward(self, x: torch.Tensor, return_maps: bool = False):
+    def forward(
+        self, x: torch.Tensor, return_maps: bool = False
+    ) -> torch.Tensor | Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
         """`x`: `(B, dim, *S)`. Returns `(B, dim, *S)`, or `(out, {"gates", "modulator"})` with `return_maps`."""
         if not torch.jit.is_scripting():
-            check_channels_first(type(self).__name__, x, self.dim, self.spatial_dims)
+            if checks_apply(x):
+                check_channels_first(type(self).__name__, x, self.dim, self.spatial_dims, self.f.weight.dtype)
         # One copy for channels-first memory (free for channels-last memory, e.g. inside FocalNet): the three
         # projections would otherwise each gather the strided view (measured 3.6x slower at 224x224x64).
         out, maps = self.forward_channels_last(to_channels_last(x).contiguous())
         out = to_channels_first(out)
-        return (out, maps) if return_maps else out
+        if return_maps:
+            return out, maps
+        return out
 
-    def forward_channels_last(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def forward_channels_last(self, x: torch.Tensor) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
         """`x`: `(B, *S, dim)`. Returns the output `(B, *S, dim)` and the channels-first gate/modulator maps."""
-        path = cpu_path(x, self.f.weight, self, skip=(self.gates_tap, self.modulator_tap))
-        q, ctx, gates = self._project_in(x, path)
-        ctx, gates = to_channels_first(ctx), self.gates_tap(to_channels_first(gates))
-
-        ctx_all = ctx  # placeholder for TorchScript; overwritten at level 0
-        for level, focal_layer in enumerate(self.focal_layers):
-            if path == FUSED:
-                ctx = dwconv_gelu(ctx, focal_layer[0])
-            elif path == DNNL and self.spatial_dims == 1:
-                ctx = focal_layer[1](conv1d_as_2d(ctx, focal_layer[0]))
-            else:
-                ctx = focal_layer(ctx)
-            gate = gates[:, level : level + 1]
-            # In-place accumulate (mul/addcmul save their inputs, not ctx_all): no zero tensor, one pass per level.
-            ctx_all = ctx * gate if level == 0 else ctx_all.addcmul_(ctx, gate)
-        # Global level: mean over the channels-last view, so its backward (an expand) is channels-last as well and
-        # the conv/GELU backward passes get gradients in their own layout (no NCHW <-> NHWC reorders).
-        spatial = tuple(range(1, 1 + self.spatial_dims))
-        ctx_global = to_channels_first(self.act(to_channels_last(ctx).mean(spatial, keepdim=True)))
-        ctx_all = ctx_all.addcmul_(ctx_global, gates[:, self.focal_level :])
+        q, ctx, gates = self._project_in(x)
+        gates = self.gates_tap(to_channels_first(gates))
+        ctx_all = self._aggregate(to_channels_first(ctx), gates)
         if self.normalize_modulator:
             ctx_all = ctx_all.div_(self.focal_level + 1)
-
-        modulator = self.modulator_tap(to_channels_first(linear(to_channels_last(ctx_all), self.h, path)))
-        out = self.proj_drop(linear(self.norm(q * to_channels_last(modulator)), self.proj, path))
+        modulator = self.modulator_tap(to_channels_first(self._h(to_channels_last(ctx_all))))
+        out = self.proj_drop(self._proj(self.norm(q * to_channels_last(modulator))))
         return out, {"gates": gates, "modulator": modulator}
 
-    def _project_in(self, x: torch.Tensor, path: str = "plain") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _aggregate(self, ctx: torch.Tensor, gates: torch.Tensor) -> torch.Tensor:
+        """Eq. 4-5: the L focal levels (depthwise conv + GELU, sequential) and the global level, gated and summed."""
+        ctx_all = ctx  # placeholder for TorchScript; replaced at level 0
+        for level, focal_layer in enumerate(self.focal_layers):
+            ctx = focal_layer(ctx)
+            ctx_all = self._accumulate(ctx_all, ctx, gates, level)
+        return self._add_global(ctx_all, ctx, gates)
+
+    def _accumulate(self, ctx_all: torch.Tensor, ctx: torch.Tensor, gates: torch.Tensor, level: int) -> torch.Tensor:
+        gate = gates[:, level : level + 1]
+        # In-place accumulate (mul/addcmul save their inputs, not ctx_all): no zero tensor, one pass per level.
+        return ctx * gate if level == 0 else ctx_all.addcmul_(ctx, gate)
+
+    def _add_global(self, ctx_all: torch.Tensor, ctx: torch.Tensor, gates: torch.Tensor) -> torch.Tensor:
+        # Global level: mean over the channels-last view, so its backward (an expand) is channels-last as well and
+        # the conv/GELU backward passes get gradients in their own layout (no NCHW <-> NHWC reorders).
+        ctx_global = to_channels_first(self.act(to_channels_last(ctx).mean(self._spatial_last, keepdim=True)))
+        return ctx_all.addcmul_(ctx_global, gates[:, self.focal_level :])
+
+    def _h(self, x: torch.Tensor) -> torch.Tensor:
+        return self.h(x)
+
+    def _proj(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x)
+
+    def _project_in(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """`f` as three GEMMs on row slices of its weight, so q, ctx and gates come out contiguous.
 
         One GEMM followed by `split` would leave ctx strided, and the depthwise conv would copy it; the row slices
@@ -126,9 +148,9 @@ class FocalModulation(nn.Module):
         """
         c = self.dim
         w, b = self.f.weight, self.f.bias
-        q, ctx, gates = ((w[i:j], None if b is None else b[i:j]) for i, j in ((0, c), (c, 2 * c), (2 * c, None)))
-        # The L+1 gate columns stay on MKL (F.linear): for so few outputs oneDNN's call overhead is larger.
-        return linear_fn(x, *q, path), linear_fn(x, *ctx, path), F.linear(x, *gates)
+        if b is None:
+            return F.linear(x, w[:c]), F.linear(x, w[c : 2 * c]), F.linear(x, w[2 * c :])
+        return F.linear(x, w[:c], b[:c]), F.linear(x, w[c : 2 * c], b[c : 2 * c]), F.linear(x, w[2 * c :], b[2 * c :])
 
 
 class FocalModulation1d(FocalModulation):

@@ -5,8 +5,7 @@ import torch
 from timm.layers import DropPath, LayerScale, Mlp
 from torch import nn
 
-from ._cpu_fastpath import FUSED, PLAIN, cpu_path, linear, linear_gelu
-from ._nd import check_channels_first, to_channels_first, to_channels_last
+from ._nd import check_channels_first, checks_apply, to_channels_first, to_channels_last
 from .focal_modulation import FocalModulation
 
 
@@ -62,7 +61,8 @@ class FocalNetBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not torch.jit.is_scripting():
-            check_channels_first(type(self).__name__, x, self.dim, self.spatial_dims)
+            if checks_apply(x):
+                check_channels_first(type(self).__name__, x, self.dim, self.spatial_dims, self.norm1.weight.dtype)
         return to_channels_first(self.forward_channels_last(to_channels_last(x)))
 
     def forward_channels_last(self, x: torch.Tensor) -> torch.Tensor:
@@ -74,14 +74,4 @@ class FocalNetBlock(nn.Module):
         return x + self.drop_path2(self.ls2(self._mlp(self.norm2(x))))
 
     def _mlp(self, x: torch.Tensor) -> torch.Tensor:
-        """timm `Mlp` (fc1, GELU, fc2, dropouts); on the CPU fast paths its linears run through oneDNN, and in
-        inference fc1 + GELU is one op (see `focal_modulation.cpu_path`)."""
-        mlp = self.mlp
-        path = PLAIN if torch.jit.is_scripting() else cpu_path(x, mlp.fc1.weight, mlp)
-        if path == PLAIN:
-            return mlp(x)
-        if path == FUSED and not self.training:
-            hidden = linear_gelu(x, mlp.fc1)
-        else:
-            hidden = mlp.drop1(mlp.act(linear(x, mlp.fc1, path)))
-        return mlp.drop2(linear(mlp.norm(hidden), mlp.fc2, path))
+        return self.mlp(x)

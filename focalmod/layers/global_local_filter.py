@@ -12,19 +12,17 @@ and use the same rule in 3D (in 1D there is only the half-spectrum axis, so the 
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import List, Sequence
 
 import torch
 import torch.nn.functional as F
 from timm.layers import trunc_normal_
 from torch import nn
 
-from ._nd import check_channels_first, check_positive, check_spatial_dims, conv_nd
+from ._nd import check_channels_first, check_positive, check_spatial_dims, checks_apply, conv_nd
 from .norm import LayerNormNd
 
 __all__ = ["GlobalLocalFilter"]
-
-_INTERP_MODE = {1: "linear", 2: "bilinear", 3: "trilinear"}
 
 
 class GlobalLocalFilter(nn.Module):
@@ -73,23 +71,40 @@ class GlobalLocalFilter(nn.Module):
 
     def filter_weight(self, grid: Sequence[int], dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """The complex filter on an rfft grid `grid`, resized from the stored grid when they differ."""
-        weight = self.complex_weight.to(dtype)
-        if tuple(grid) != self.size:
-            weight = F.interpolate(
-                weight.movedim(-1, 0), size=tuple(grid), mode=_INTERP_MODE[self.spatial_dims], align_corners=True
-            ).movedim(0, -1)
-        return torch.view_as_complex(weight.contiguous())
+        return _filter_on_grid(self.complex_weight, list(grid), self.spatial_dims, dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not torch.jit.is_scripting():
-            check_channels_first(type(self).__name__, x, self.dim, self.spatial_dims)
+            if checks_apply(x):
+                check_channels_first(type(self).__name__, x, self.dim, self.spatial_dims, self.dw.weight.dtype)
         x = self.pre_norm(x)
         x1, x2 = torch.chunk(x, 2, dim=1)
-        x1 = self.dw(x1)
-        spatial = tuple(range(2, 2 + self.spatial_dims))
-        x2 = x2 if x2.dtype in (torch.float32, torch.float64) else x2.float()  # no half-precision FFT (official)
-        freq = torch.fft.rfftn(x2, dim=spatial, norm="ortho")
-        freq = freq * self.filter_weight(freq.shape[2:], x2.dtype)
-        x2 = torch.fft.irfftn(freq, s=x.shape[2:], dim=spatial, norm="ortho").to(x1.dtype)
-        x = torch.stack((x1, x2), dim=2).flatten(1, 2)  # interleave: (l_0, g_0, l_1, g_1, ...)
-        return self.post_norm(x)
+        x = torch.stack((self.dw(x1), _global_filter(x2, self.complex_weight, self.spatial_dims)), dim=2)
+        return self.post_norm(x.flatten(1, 2))  # interleaved: (l_0, g_0, l_1, g_1, ...)
+
+
+def _filter_on_grid(weight: torch.Tensor, grid: List[int], spatial_dims: int, dtype: torch.dtype) -> torch.Tensor:
+    """`weight` `(C, *size, 2)` as a complex filter on the rfft grid `grid`, resized (align_corners) when needed."""
+    weight = weight.to(dtype)
+    # A trace always resizes (to the same grid the resize is exact: align_corners samples the stored points), so
+    # the traced graph follows the input size instead of freezing this branch for the example's size.
+    if torch.jit.is_tracing() or list(weight.shape[1:-1]) != grid:
+        mode = "linear" if spatial_dims == 1 else ("bilinear" if spatial_dims == 2 else "trilinear")
+        weight = F.interpolate(weight.movedim(weight.dim() - 1, 0), size=grid, mode=mode, align_corners=True)
+        weight = weight.movedim(0, weight.dim() - 1)
+    return torch.view_as_complex(weight.contiguous())
+
+
+def _global_filter(x: torch.Tensor, weight: torch.Tensor, spatial_dims: int) -> torch.Tensor:
+    """The global half: float32 (float64 stays; no half-precision FFT, as official) -> rfftn(ortho) -> times the
+    filter on the input's rfft grid -> irfftn back to the input size, in the input's dtype."""
+    spatial = list(range(2, 2 + spatial_dims))
+    x_fft = x if x.dtype == torch.float32 or x.dtype == torch.float64 else x.float()
+    freq = torch.fft.rfftn(x_fft, dim=spatial, norm="ortho")
+    freq = freq * _filter_on_grid(weight, list(freq.shape[2:]), spatial_dims, x_fft.dtype)
+    return torch.fft.irfftn(freq, s=x.shape[2:], dim=spatial, norm="ortho").to(x.dtype)
+
+
+# torch.fx records these as single calls (their shape- and dtype-dependent branches run on real tensors later), so
+# FX feature extraction traces through the layer.
+torch.fx.wrap("_global_filter")

@@ -1,13 +1,21 @@
 """Recursive gated convolution gnConv (Rao et al., "HorNet", NeurIPS 2022, Sec. 3.1, Eq. 3-5) for 1D/2D/3D."""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Dict, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._nd import check_channels_first, check_positive, check_spatial_dims, conv_nd, to_channels_first, to_channels_last
+from ._nd import (
+    check_channels_first,
+    check_positive,
+    check_spatial_dims,
+    checks_apply,
+    conv_nd,
+    to_channels_first,
+    to_channels_last,
+)
 from .global_local_filter import GlobalLocalFilter
 
 __all__ = ["GlobalLocalFilter", "GnConv", "gnconv_dims"]
@@ -88,15 +96,20 @@ class GnConv(nn.Module):
     def extra_repr(self) -> str:
         return f"dim={self.dim}, order={self.order}, dims={self.dims}, mixer={self.mixer!r}, scale={self.scale:.4f}"
 
-    def forward(self, x: torch.Tensor, return_maps: bool = False):
+    def forward(
+        self, x: torch.Tensor, return_maps: bool = False
+    ) -> torch.Tensor | Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
         """`x`: `(B, dim, *S)`. Returns `(B, dim, *S)` (or `(out, {})` with `return_maps`, like FocalModulation)."""
         if not torch.jit.is_scripting():
-            check_channels_first(type(self).__name__, x, self.dim, self.spatial_dims)
+            if checks_apply(x):
+                check_channels_first(type(self).__name__, x, self.dim, self.spatial_dims, self.proj_in.weight.dtype)
         out, maps = self.forward_channels_last(to_channels_last(x))
         out = to_channels_first(out)
-        return (out, maps) if return_maps else out
+        if return_maps:
+            return out, maps
+        return out
 
-    def forward_channels_last(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def forward_channels_last(self, x: torch.Tensor) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
         """`x`: `(B, *S, dim)` -> `((B, *S, dim), {})`."""
         # proj_in as two GEMMs on row slices of its weight: `abc` comes out contiguous, so the depthwise conv
         # reads it without a copy (one GEMM + split would leave it strided); the parameter stays `proj_in`.
@@ -108,4 +121,5 @@ class GnConv(nn.Module):
         x = pwa * dw_list[0]
         for i, pw in enumerate(self.pws):
             x = pw(x) * dw_list[i + 1]
-        return self.proj_out(x), {}
+        maps: Dict[str, torch.Tensor] = {}
+        return self.proj_out(x), maps

@@ -15,15 +15,20 @@ Input-size rule: every spatial side must be divisible by `size_divisor` = ``patc
 unetr decoder (32 for the defaults, like SwinUNETR's ``patch_size**5``) and ``patch_size * 2**(len(depths) - 1)``
 for the focal decoder; `forward` raises a ValueError naming the sizes otherwise.
 """
-from __future__ import annotations
-
-from typing import Any, Sequence
+from typing import Any, List, Sequence
 
 import torch
 from torch import nn
 
 from ..layers import Downsample, FocalNetBlock, LayerNormNd
-from ..layers._nd import SPATIAL_NAMES, check_positive, conv_nd
+from ..layers._nd import (
+    check_channels_first,
+    check_positive,
+    checks_apply,
+    conv_nd,
+    to_channels_first,
+    to_channels_last,
+)
 from .focalnet import FocalNet, _per_stage
 
 __all__ = ["FocalUNet", "PatchExpand"]
@@ -57,10 +62,10 @@ class _FocalDecoderLevel(nn.Module):
         self.expand = PatchExpand(dim, dim // 2, spatial_dims) if expand else nn.Identity()
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-        x = self.fuse(torch.cat([x, skip], dim=1).movedim(1, -1))
+        x = self.fuse(to_channels_last(torch.cat([x, skip], dim=1)))
         for block in self.blocks:
             x = block.forward_channels_last(x)
-        return self.expand(x.movedim(-1, 1))
+        return self.expand(to_channels_first(x))
 
 
 class _FocalDecoder(nn.Module):
@@ -69,7 +74,8 @@ class _FocalDecoder(nn.Module):
     def __init__(self, dims: list[int], spatial_dims: int, patch_size: int, out_channels: int, depth: int,
                  focal_levels: list[int], focal_windows: list[int], mlp_ratio: float) -> None:
         super().__init__()
-        self.bottleneck_expand = PatchExpand(dims[-1], dims[-2], spatial_dims) if len(dims) > 1 else nn.Identity()
+        self.has_skips = len(dims) > 1
+        self.bottleneck_expand = PatchExpand(dims[-1], dims[-2], spatial_dims) if self.has_skips else nn.Identity()
         self.levels = nn.ModuleList(
             _FocalDecoderLevel(dims[i], spatial_dims, depth, expand=i > 0, focal_level=focal_levels[i],
                                focal_window=focal_windows[i], mlp_ratio=mlp_ratio)
@@ -79,11 +85,11 @@ class _FocalDecoder(nn.Module):
         self.out = conv_nd(spatial_dims)(dims[0], out_channels, kernel_size=1)
 
     def forward(self, x: torch.Tensor, hidden: list[torch.Tensor]) -> torch.Tensor:
-        if not self.levels:  # one stage: no skips
+        if not self.has_skips:  # one stage
             return self.out(self.final_expand(hidden[-1]))
         x = self.bottleneck_expand(hidden[-1])
-        for level, skip in zip(self.levels, reversed(hidden[:-1])):
-            x = level(x, skip)
+        for i, level in enumerate(self.levels):  # deepest skip first
+            x = level(x, hidden[len(hidden) - 2 - i])
         return self.out(self.final_expand(x))
 
 
@@ -115,10 +121,13 @@ class _UnetrDecoder(nn.Module):
         self.out = UnetOutBlock(sd, f, out_channels)
 
     def forward(self, x: torch.Tensor, hidden: list[torch.Tensor]) -> torch.Tensor:
-        skips = [block(h) for block, h in zip(self.skip_blocks, hidden[:-1])] + [hidden[-1]]
+        skips: List[torch.Tensor] = []
+        for i, block in enumerate(self.skip_blocks):
+            skips.append(block(hidden[i]))
+        skips.append(hidden[-1])
         dec = self.bottleneck_block(self.bottleneck_down(hidden[-1]))
-        for block, skip in zip(self.up_blocks, reversed(skips)):
-            dec = block(dec, skip)
+        for i, block in enumerate(self.up_blocks):  # deepest skip first
+            dec = block(dec, skips[len(skips) - 1 - i])
         return self.out(self.final_up(dec, self.input_block(x)))
 
 
@@ -228,13 +237,22 @@ class FocalUNet(nn.Module):
 
     def forward_encoder(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Normalised stage outputs (channels-first), shallowest first: channels `feature_size * 2**i`."""
-        hidden = self.encoder.forward_intermediates(x, norm=True, intermediates_only=True)
-        return [norm(h) for norm, h in zip(self.skip_norms, hidden[:-1])] + [hidden[-1]]
+        encoder = self.encoder
+        x = encoder.stem(x)
+        hidden: List[torch.Tensor] = []
+        for stage in encoder.layers:
+            x = stage(x)
+            hidden.append(x)
+        out: List[torch.Tensor] = []
+        for i, norm in enumerate(self.skip_norms):
+            out.append(norm(hidden[i]))
+        out.append(encoder.norm(hidden[-1]))
+        return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not torch.jit.is_scripting():
-            if x.ndim != self.spatial_dims + 2 or x.shape[1] != self.in_channels:
-                raise ValueError(f"FocalUNet expects input of shape (B, {self.in_channels}, "
-                                 f"{SPATIAL_NAMES[self.spatial_dims]}), got {tuple(x.shape)}")
-            self.check_input_size(x.shape[2:])
+            if checks_apply(x):
+                check_channels_first("FocalUNet", x, self.in_channels, self.spatial_dims,
+                                     self.encoder.stem.proj.weight.dtype)
+                self.check_input_size(x.shape[2:])
         return self.decoder(x, self.forward_encoder(x))

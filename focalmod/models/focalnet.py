@@ -7,18 +7,16 @@ structure only (not in numbers), shared with timm's port:
   at least one stem patch (sizes not divisible by the strides are floored, as in the official code);
 * no `gates`/`modulator` attributes; hook `modulation.gates_tap` / `modulation.modulator_tap` instead.
 """
-from __future__ import annotations
-
 from typing import Sequence
 
 import torch
 from timm.layers import trunc_normal_
+from timm.models import checkpoint
 from timm.models._features import feature_take_indices
-from timm.models._manipulate import checkpoint
 from torch import nn
 
 from ..layers import ClassifierHead, Downsample, FocalNetBlock, LayerNormNd
-from ..layers._nd import check_channels_first, check_spatial_dims
+from ..layers._nd import check_channels_first, check_spatial_dims, checks_apply, to_channels_first, to_channels_last
 
 __all__ = ["FocalNet", "FocalNetStage"]
 
@@ -55,13 +53,18 @@ class FocalNetStage(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.downsample(x).movedim(1, -1)
+        x = to_channels_last(self.downsample(x))
         for block in self.blocks:
             if self.grad_checkpointing and not torch.jit.is_scripting():
                 x = checkpoint(block.forward_channels_last, x)
             else:
                 x = block.forward_channels_last(x)
-        return x.movedim(-1, 1)
+        return to_channels_first(x)
+
+    @torch.jit.ignore
+    def run_block(self, block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """One block on a channels-last tensor (as in `forward`, with gradient checkpointing when enabled)."""
+        return checkpoint(block.forward_channels_last, x) if self.grad_checkpointing else block.forward_channels_last(x)
 
 
 class FocalNet(nn.Module):
@@ -84,6 +87,8 @@ class FocalNet(nn.Module):
         drop_rate, proj_drop_rate, drop_path_rate: head dropout, projection/MLP dropout, stochastic depth
             (linear ramp over all blocks, as in the official code).
     """
+
+    __jit_unused_properties__ = ["min_input_size"]  # eager-only (input checks); TorchScript skips it
 
     def __init__(
         self,
@@ -126,7 +131,7 @@ class FocalNet(nn.Module):
         self.stem = Downsample(
             in_chans, embed_dim, spatial_dims, stride=patch_size, overlap=use_conv_embed, norm_eps=norm_eps, **dd
         )
-        drop_path = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        drop_path = torch.linspace(0, drop_path_rate, sum(depths), device="cpu").tolist()  # also under meta
         self.layers = nn.Sequential()
         self.feature_info = []
         for i, depth in enumerate(depths):
@@ -154,6 +159,11 @@ class FocalNet(nn.Module):
             self.feature_info.append(
                 dict(num_chs=self.embed_dim[i], reduction=patch_size * 2**i, module=f"layers.{i}")
             )
+        self.isotropic = num_stages == 1
+        if self.isotropic:  # one stage: every block is a feature level (like timm's ViTs), all at stride patch_size
+            self.feature_info = [
+                dict(num_chs=embed_dim, reduction=patch_size, module=f"layers.0.blocks.{j}") for j in range(depths[0])
+            ]
         self.norm = LayerNormNd(self.num_features, eps=norm_eps, **dd)
         self.head = ClassifierHead(self.num_features, num_classes, global_pool, drop_rate, **dd)
         self.apply(_init_weights)
@@ -196,7 +206,9 @@ class FocalNet(nn.Module):
         self.head.reset(num_classes, global_pool, device=p.device, dtype=p.dtype)
 
     def _check_input(self, x: torch.Tensor) -> None:
-        check_channels_first(type(self).__name__, x, self.in_chans, self.spatial_dims)
+        if not checks_apply(x):
+            return
+        check_channels_first(type(self).__name__, x, self.in_chans, self.spatial_dims, self.stem.proj.weight.dtype)
         if min(x.shape[2:]) < self.min_input_size:
             raise ValueError(
                 f"{type(self).__name__} needs every spatial side >= {self.min_input_size} "
@@ -212,32 +224,52 @@ class FocalNet(nn.Module):
         output_fmt: str = "NCHW",
         intermediates_only: bool = False,
     ):
-        """Stage outputs (channels-first), timm's contract: `(final, [intermediates])` or only the list."""
+        """Feature-level outputs (channels-first), timm's contract: `(final, [intermediates])` or only the list.
+
+        Levels are the stages, or the blocks of an isotropic (one-stage) model; `norm` applies the final norm to
+        the last level only.
+        """
         if output_fmt not in ("NCHW", "NCL", "NCDHW"):
             raise ValueError(f"output_fmt must be channels-first, got {output_fmt!r}")
         if not torch.jit.is_scripting():
             self._check_input(x)
-        take_indices, max_index = feature_take_indices(len(self.layers), indices)
-        stages = self.layers if torch.jit.is_scripting() or not stop_early else self.layers[: max_index + 1]
-        last_idx = len(self.layers) - 1
+        take_indices, max_index = feature_take_indices(len(self.feature_info), indices)
+        last_idx = len(self.feature_info) - 1
         intermediates = []
         x = self.stem(x)
-        for i, stage in enumerate(stages):
-            x = stage(x)
-            if i in take_indices:
-                intermediates.append(self.norm(x) if norm and i == last_idx else x)
+        if self.isotropic:
+            stage = self.layers[0]
+            blocks = stage.blocks if torch.jit.is_scripting() or not stop_early else stage.blocks[: max_index + 1]
+            x = to_channels_last(stage.downsample(x))
+            for i, block in enumerate(blocks):
+                x = stage.run_block(block, x)
+                if i in take_indices:
+                    level = to_channels_first(x)
+                    intermediates.append(self.norm(level) if norm and i == last_idx else level)
+            x = to_channels_first(x)
+            num_run = len(blocks)
+        else:
+            stages = self.layers if torch.jit.is_scripting() or not stop_early else self.layers[: max_index + 1]
+            for i, stage in enumerate(stages):
+                x = stage(x)
+                if i in take_indices:
+                    intermediates.append(self.norm(x) if norm and i == last_idx else x)
+            num_run = len(stages)
         if intermediates_only:
             return intermediates
-        if i == last_idx:
+        if num_run == last_idx + 1:
             x = self.norm(x)
         return x, intermediates
 
     def prune_intermediate_layers(
         self, indices: int | list[int] = 1, prune_norm: bool = False, prune_head: bool = True
     ) -> list[int]:
-        take_indices, max_index = feature_take_indices(len(self.layers), indices)
-        prune_end = max_index < len(self.layers) - 1
-        self.layers = self.layers[: max_index + 1]
+        take_indices, max_index = feature_take_indices(len(self.feature_info), indices)
+        prune_end = max_index < len(self.feature_info) - 1
+        if self.isotropic:
+            self.layers[0].blocks = self.layers[0].blocks[: max_index + 1]
+        else:
+            self.layers = self.layers[: max_index + 1]
         if prune_norm or prune_end:
             self.norm = nn.Identity()
         if prune_end:

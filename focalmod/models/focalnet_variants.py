@@ -66,8 +66,41 @@ _VARIANTS_2D = {
              use_post_norm_in_modulation=True, layerscale_value=1e-4), 87.2, 16.9, 0.2),
 }
 
+# Weight files (reference focalnet.md Sec. 5). Tag order = preference; the first is the default.
+# * ms_in1k / ms_in22k: timm's Hub repositories (safetensors, timm keys), the same files `timm.create_model(
+#   "focalnet_<v>", pretrained=True)` caches, so one Hub cache serves both libraries.
+# * ms_in1k_hf: the HF transformers repositories (`microsoft/focalnet-*`, HF keys; timm's Hub loader takes
+#   model.safetensors, else pytorch_model.bin).
+# * ms_in1k_official: the official release files (`microsoft/FocalNet` README). The Azure container is reported
+#   private since 2023-05-31 (microsoft/FocalNet#43); with a copy of the file use pretrained_cfg_overlay=dict(file=...).
+# No file hash is recorded: none is published for these files (a Hub download is checked against the Hub's own).
+_OFFICIAL_URL = "https://projects4jw.blob.core.windows.net/focalnet/release/classification/{}.pth"
+_HF_TRANSFORMERS = {"tiny_srf": "tiny", "tiny_lrf": "tiny-lrf", "small_srf": "small", "small_lrf": "small-lrf",
+                    "base_srf": "base", "base_lrf": "base-lrf"}
+_IN22K = dict(num_classes=21842, input_size=(3, 384, 384), pool_size=(12, 12), crop_pct=1.0)
+_IN22K_HEADS = {"huge_fl3": dict(num_classes=21842), "huge_fl4": dict(num_classes=0)}  # huge: 224, H-fl4 headless
+
+
+def _weights(name: str) -> dict[str, dict]:
+    variant = name[len("focalnet_") :]
+    if variant in _HF_TRANSFORMERS:
+        return {
+            "ms_in1k": dict(hf_hub_id=f"timm/{name}.ms_in1k", hf_hub_filename="model.safetensors"),
+            "ms_in1k_hf": dict(hf_hub_id=f"microsoft/focalnet-{_HF_TRANSFORMERS[variant]}"),
+            "ms_in1k_official": dict(url=_OFFICIAL_URL.format(name)),
+        }
+    if variant.endswith("_iso"):
+        return {"ms_in1k_official": dict(url=_OFFICIAL_URL.format(f"{name}_16"))}
+    return {"ms_in22k": dict(hf_hub_id=f"timm/{name}.ms_in22k", hf_hub_filename="model.safetensors",
+                             **_IN22K_HEADS.get(variant, _IN22K))}
+
+
 for _name, (_kwargs, _params, _gmacs, _dpr) in _VARIANTS_2D.items():
-    register_spec(ModelSpec(_name, FocalNet, dict(_kwargs, drop_path_rate=_dpr), _cfg(), _params, _gmacs))
+    _pool = (14, 14) if _name.endswith("_iso") else (7, 7)  # pool_size: the final map at 224 (stride 16 / 32)
+    register_spec(
+        ModelSpec(_name, FocalNet, dict(_kwargs, drop_path_rate=_dpr), _cfg(pool_size=_pool), _params, _gmacs,
+                  weights=_weights(_name))
+    )
 
 # 1D: sequences / spectrogram frames, `in_chans` = features per step (e.g. 64 mel bins), input (B, C, L).
 # 3D: volumes / video clips, input (B, C, D, H, W). Same blocks and code path as 2D; no published numbers.

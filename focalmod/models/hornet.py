@@ -7,19 +7,17 @@ between stages sits at the start of each stage (`stages.{i}.downsample.{norm,pro
 `stages.{i}.blocks.{j}`, 1x1 convs are Linear layers, layer scale is timm's `ls1/ls2.gamma`, the MLP is timm's
 `mlp.fc1/fc2`, and the final norm (applied after pooling, as in the official code) is `head.norm`.
 """
-from __future__ import annotations
-
 from collections import OrderedDict
 from typing import Sequence
 
 import torch
 from timm.layers import DropPath, LayerScale, Mlp, trunc_normal_
+from timm.models import checkpoint
 from timm.models._features import feature_take_indices
-from timm.models._manipulate import checkpoint
 from torch import nn
 
 from ..layers import ClassifierHead, Downsample, GnConv, LayerNormNd, conv_nd
-from ..layers._nd import check_channels_first, check_spatial_dims, to_channels_first, to_channels_last
+from ..layers._nd import check_channels_first, check_spatial_dims, checks_apply, to_channels_first, to_channels_last
 
 __all__ = ["HorNet", "HorNetBlock", "HorNetStage", "NormClassifierHead"]
 
@@ -56,7 +54,8 @@ class HorNetBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not torch.jit.is_scripting():
-            check_channels_first(type(self).__name__, x, self.dim, self.spatial_dims)
+            if checks_apply(x):
+                check_channels_first(type(self).__name__, x, self.dim, self.spatial_dims, self.norm1.weight.dtype)
         return to_channels_first(self.forward_channels_last(to_channels_last(x)))
 
     def forward_channels_last(self, x: torch.Tensor) -> torch.Tensor:
@@ -121,7 +120,7 @@ class NormClassifierHead(ClassifierHead):
 
     def forward(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         x = self.pool(x)
-        x = self.norm(x) if x.ndim == 2 else to_channels_first(self.norm(to_channels_last(x)))
+        x = to_channels_first(self.norm(to_channels_last(x))) if self.pool_type == "" else self.norm(x)
         x = self.drop(x)
         return x if pre_logits else self.fc(x)
 
@@ -144,6 +143,8 @@ class HorNet(nn.Module):
         drop_rate, drop_path_rate: head dropout and stochastic depth (linear ramp over all blocks).
         head_init_scale: multiplies the initial classifier weights (official `head_init_scale`).
     """
+
+    __jit_unused_properties__ = ["min_input_size"]  # eager-only (input checks); TorchScript skips it
 
     def __init__(
         self,
@@ -185,7 +186,7 @@ class HorNet(nn.Module):
         self.grad_checkpointing = False
 
         self.stem = Downsample(in_chans, embed_dim, spatial_dims, stride=4, norm_eps=norm_eps, **dd)
-        drop_path = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        drop_path = torch.linspace(0, drop_path_rate, sum(depths), device="cpu").tolist()  # also under meta
         self.stages = nn.Sequential()
         self.feature_info = []
         for i, depth in enumerate(depths):
@@ -249,7 +250,9 @@ class HorNet(nn.Module):
         self.head.reset(num_classes, global_pool, device=p.device, dtype=p.dtype)
 
     def _check_input(self, x: torch.Tensor) -> None:
-        check_channels_first(type(self).__name__, x, self.in_chans, self.spatial_dims)
+        if not checks_apply(x):
+            return
+        check_channels_first(type(self).__name__, x, self.in_chans, self.spatial_dims, self.stem.proj.weight.dtype)
         if min(x.shape[2:]) < self.min_input_size:
             raise ValueError(
                 f"{type(self).__name__} needs every spatial side >= {self.min_input_size} "

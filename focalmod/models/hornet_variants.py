@@ -48,10 +48,31 @@ _VARIANTS_2D = {
     "hornet_large_gf": (192, GF, 196.29, 34.7, 0.2, "README: 211M (not a 1k or 21,841-class head)"),
 }
 
+# Official release files (raoyongming/HorNet README, Tsinghua Cloud; official format, converted by
+# focalmod.checkpoints.hornet). The links have no file name, so they are cached as <architecture>.<tag>.pth in
+# torch.hub's checkpoint directory. No hash is published. ImageNet-22k heads: 21841 classes (the fall11 release the
+# official code trains on; not verified against the files).
+_OFFICIAL = "https://cloud.tsinghua.edu.cn/f/{}/?dl=1"
+_FILES = {
+    "hornet_tiny_7x7": "762f05c3c8cd4743b534", "hornet_tiny_gf": "395dd6c443ed4a339739",
+    "hornet_small_7x7": "9d7043023da14e4b8b2e", "hornet_small_gf": "19eef725b2e64692b8b0",
+    "hornet_base_7x7": "836ab04898c646c389ce", "hornet_base_gf": "60f706e36f6b4098a1f9",
+    "hornet_large_7x7": "4de41e26cb254c28a61a", "hornet_large_gf": "8679b6acf63c41e285d9",
+    "hornet_large_gf_img384": "f36957d46eef47da9c25",
+}
+
+
+def _weights(name: str) -> dict[str, dict]:
+    if "large" in name:
+        return {"in22k_official": dict(url=_OFFICIAL.format(_FILES[name]), num_classes=21841)}
+    return {"in1k_official": dict(url=_OFFICIAL.format(_FILES[name]))}
+
+
 for _name, (_dim, _mixers, _params, _gmacs, _dpr, _notes) in _VARIANTS_2D.items():
     register_spec(
         ModelSpec(
-            _name, HorNet, dict(embed_dim=_dim, mixers=_mixers, drop_path_rate=_dpr), _cfg(), _params, _gmacs, _notes
+            _name, HorNet, dict(embed_dim=_dim, mixers=_mixers, drop_path_rate=_dpr), _cfg(pool_size=(7, 7)), _params,
+            _gmacs, _notes, weights=_weights(_name),
         )
     )
 
@@ -61,10 +82,11 @@ register_spec(
         "hornet_large_gf_img384",
         HorNet,
         dict(embed_dim=192, mixers=GF, img_size=384, drop_path_rate=0.2),
-        _cfg(input_size=(3, 384, 384), crop_pct=1.0),
+        _cfg(input_size=(3, 384, 384), crop_pct=1.0, pool_size=(12, 12)),
         201.81,
         101.8,
         "README: 216M (not a 1k or 21,841-class head)",
+        weights=_weights("hornet_large_gf_img384"),
     )
 )
 

@@ -21,6 +21,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from focalmod.interpret import average_scores, scores_table
 from tasks.common import Run, Score, Summary, Task, TaskError, run_main, run_task
 from tasks.common.baseline import compare_with_baseline
 from tasks.common.reports import save_classification_report
@@ -96,8 +97,12 @@ def add_options(p: argparse.ArgumentParser) -> None:
     t.add_argument("--time-shift", type=float, default=None, help="random circular shift, fraction of the clip")
     o = p.add_argument_group("interpretation")
     o.add_argument("--explain", type=int, default=None,
-                   help="per tested fold, write modulator maps (PNG) and listenable explanations (WAV) of N clips")
-    o.add_argument("--quantile", type=float, default=0.9, help="mask threshold quantile of the modulator map")
+                   help="per tested fold, explain N test clips: score the modulator and gate maps beside Grad-CAM, "
+                        "integrated gradients and random masks (metrics.json 'interpretability', "
+                        "<fold>/explanations/methods.png), and write modulator maps (PNG) and listenable "
+                        "explanations (WAV); 0: none")
+    o.add_argument("--quantile", type=float, default=0.9,
+                   help="explanation mask: the positions at or above this quantile of a map")
 
 
 def _int_list(value: Any, option: str) -> list[int]:
@@ -228,9 +233,16 @@ def summarise(run: Run, index: Any, fcfg: FeatureConfig, params: int, results: d
           f"{params / 1e6:.2f}M params, {fcfg.kind}: mean accuracy {extras['mean_accuracy']:.4f} +- "
           f"{extras['std_accuracy']:.4f} (folds {folds}); {compare_with_baseline(metric, base)}; "
           f"{run.elapsed_seconds:.0f} s; run dir {run.dir}", flush=True)
+    scored = [r["interpretability"] for r in results.values() if r.get("interpretability")]
+    interpretability = average_scores(scored) if scored else None
+    if interpretability:
+        print(f"explanations of {args.explain} test clips per fold (mask: top {1 - args.quantile:.0%} of each map; "
+              f"mean over {len(scored)} folds; per fold in <fold>/result.json, figures in "
+              f"<fold>/explanations/methods.png):\n{scores_table(interpretability)}", flush=True)
     split = (f"test fold {','.join(accs)} (paper split: train 1-3, validate 4)" if args.protocol == "paper-split"
              else f"test folds {','.join(accs)} (5-fold cross-validation)")
-    return Summary(metric, data=str(index.root), split=split, params_m=params / 1e6, extras=extras, baseline=base)
+    return Summary(metric, data=str(index.root), split=split, params_m=params / 1e6, extras=extras, baseline=base,
+                   interpretability=interpretability)
 
 
 TASK = Task(

@@ -1,6 +1,7 @@
 """The sound paper's interpretation: last-stage modulator magnitude over the spectrogram, and a listenable
 explanation (Della Libera et al. 2024, "activation map thresholding": the map upsampled to the spectrogram,
-thresholded at its 0.9 quantile, applied to the STFT magnitude and inverted with the original phase)."""
+thresholded at its 0.9 quantile, applied to the STFT magnitude and inverted with the original phase); and the
+scores of those maps beside post-hoc explanations (`focalmod.interpret`)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,11 +12,12 @@ import torch.nn.functional as F
 from matplotlib.figure import Figure
 
 from focalmod.viz import modulation_maps, quantile_mask
+from tasks.common.explain import score_and_plot
 
 from .features import FeatureExtractor
 from .models import SpectrogramClassifier
 
-__all__ = ["explain_clip", "last_stage_modulator_map", "listenable_explanation"]
+__all__ = ["explain_clip", "last_stage_modulator_map", "listenable_explanation", "score_explanations_of"]
 
 
 @torch.no_grad()
@@ -86,3 +88,11 @@ def explain_clip(
     fig.suptitle(title)
     fig.savefig(paths["png"], dpi=90)
     return paths
+
+
+def score_explanations_of(classifier: SpectrogramClassifier, inputs: torch.Tensor, figure: Path,
+                          quantile: float = 0.9, seed: int = 0) -> dict[str, dict[str, float]]:
+    """`tasks.common.explain.score_and_plot` for `inputs` (standardised features `(B, F, T)`; masked positions take
+    0, the feature mean), on the backbone's input grid (time x frequency in 2D, frames in 1D), where masking acts."""
+    return score_and_plot(classifier.backbone, classifier.to_input(inputs).contiguous(), figure, quantile, seed,
+                          spectrogram=True)

@@ -17,12 +17,13 @@ from torch.utils.data import DataLoader, TensorDataset
 from focalmod.viz import find_modulations
 from tasks.common import Run, TaskError, ThroughputLogger
 from tasks.common.callbacks import EpochPrinter
+from tasks.common.explain import pick_per_class
 from tasks.common.files import atomic_write, write_csv
 from tasks.common.reports import save_classification_report
 
 from .data import ESC50Index, load_waveform
 from .features import FeatureConfig, FeatureExtractor
-from .interpret import explain_clip, last_stage_modulator_map
+from .interpret import explain_clip, last_stage_modulator_map, score_explanations_of
 from .models import build_audio_model
 from .module import AudioClassifierModule, TrainConfig
 
@@ -97,18 +98,24 @@ def run_split(run: Run, split: Split, index: ESC50Index, feats: torch.Tensor, fc
     write_csv(split_dir / "predictions.csv", [
         dict(filename=index.clips[i].filename, fold=split.test, true=index.class_names[t],
              predicted=index.class_names[p]) for i, t, p in zip(test_idx, y_true.tolist(), preds.tolist())])
-    explanations = []
-    if args.explain and not find_modulations(module.model):
-        run.say("--explain: this model has no focal modulation (HorNet or the gnConv mixer); no explanations written")
-    elif args.explain:
+    explanations, interpretability = [], None
+    if args.explain:
         module.cpu()
-        explanations = _explain(module, index, test_idx, feats, preds, FeatureExtractor(fcfg), args,
-                                split_dir / "explanations")
+        picked = pick_per_class(index.labels[test_idx], args.explain)
+        inputs = module.normalize(feats[test_idx[picked]])
+        interpretability = score_explanations_of(module.model, inputs, split_dir / "explanations" / "methods.png",
+                                                 args.quantile, args.seed)
+        if find_modulations(module.model):
+            explanations = _explain(module, index, test_idx[picked], feats, preds[picked], FeatureExtractor(fcfg),
+                                    args, split_dir / "explanations")
+        else:
+            run.say("--explain: no focal modulation in this model (HorNet or the gnConv mixer): post-hoc scores "
+                    "only, no modulator maps or listenable explanations")
     result = {
         "split": split.name, "train_folds": list(split.train), "val_folds": list(split.val), "test_fold": split.test,
         "accuracy": report["accuracy"], "num_test": len(test_idx), "train_seconds": seconds,
         "epochs": trainer.current_epoch, "y_true": y_true.tolist(), "y_pred": preds.tolist(),
-        "explanations": explanations,
+        "explanations": explanations, "interpretability": interpretability,
     }
     atomic_write(split_dir / "result.json", json.dumps(result) + "\n")
     return result
@@ -127,24 +134,15 @@ def _predict(module: AudioClassifierModule, x: torch.Tensor, batch_size: int) ->
     return torch.cat([module(x[i : i + batch_size].to(device)).argmax(1).cpu() for i in range(0, len(x), batch_size)])
 
 
-def _pick_clips(labels: np.ndarray, n: int) -> list[int]:
-    """Up to `n` positions, round-robin over the classes present (one clip per class before any second)."""
-    by_class = [list(np.flatnonzero(labels == c)) for c in np.unique(labels)]
-    picked: list[int] = []
-    for rank in range(max((len(v) for v in by_class), default=0)):
-        picked += [v[rank] for v in by_class if rank < len(v)]
-    return picked[:n]
-
-
-def _explain(module: AudioClassifierModule, index: ESC50Index, test_idx: np.ndarray, feats: torch.Tensor,
+def _explain(module: AudioClassifierModule, index: ESC50Index, clip_idx: np.ndarray, feats: torch.Tensor,
              preds: torch.Tensor, extractor: FeatureExtractor, args: argparse.Namespace, out_dir: Path) -> list[str]:
-    """Modulator map (PNG) and listenable explanation (WAV) of `args.explain` test clips."""
+    """Modulator map (PNG) and listenable explanation (WAV) of the clips `clip_idx` (predicted `preds`)."""
     names, written = index.class_names, []
-    labels = index.labels[test_idx]
+    labels = index.labels[clip_idx]
     module.eval()
-    for pos in _pick_clips(labels, args.explain):
-        clip = index.clips[test_idx[pos]]
-        x = feats[test_idx[pos]][None]
+    for pos in range(len(clip_idx)):
+        clip = index.clips[clip_idx[pos]]
+        x = feats[clip_idx[pos]][None]
         fmap = last_stage_modulator_map(module.model, module.normalize(x.to(module.device)))[0].cpu()
         cfg = extractor.config
         wave = load_waveform(index.path(clip), cfg.sample_rate, cfg.num_samples, cfg.normalize)

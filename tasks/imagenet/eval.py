@@ -8,6 +8,9 @@
 The checkpoint may be a run of `tasks.imagenet.train` (model name and classes are read from it) or weights in any
 format `focalmod.load_checkpoint` reads (official Microsoft, timm, HF, safetensors; then `--model` is needed).
 Writes metrics.json (top1, top5, images, images_per_sec), per_class.csv and config.yaml to the run directory.
+With `--explain N` (default 16 on the digits set, 0 with --data) it also scores the explanations of N validation
+images (one class after another): the modulator and gate maps of a FocalNet beside Grad-CAM, integrated gradients
+and random masks (metrics.json "interpretability", explanations.png).
 """
 from __future__ import annotations
 
@@ -22,8 +25,10 @@ import yaml
 from torch.utils.data import DataLoader
 
 from focalmod.checkpoints import CheckpointError, load_checkpoint, read_checkpoint
+from focalmod.interpret import scores_table
 
 from ..common import TaskError, make_run_dir, run_main, save_config, write_metrics
+from ..common.explain import explain_dataset
 from ..common.folders import list_class_files
 from .data import Preprocess, checked_dataset, eval_transform
 from .digits import default_cache_dir, digits_image_folder
@@ -46,6 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-workers", type=int, default=0, help="DataLoader workers")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--out", type=Path, help=f"run directory (default: runs/{TASK}/<timestamp>)")
+    p.add_argument("--explain", type=int, default=None, help="score the explanations of N validation images "
+                   "(focalmod.interpret; default: 16 on the digits set, 0 with --data)")
+    p.add_argument("--quantile", type=float, default=0.9,
+                   help="explanation mask: the positions at or above this quantile of a map (default: 0.9)")
     return p
 
 
@@ -78,6 +87,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = build_parser().parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.explain is None:
+        args.explain = 16 if args.data is None else 0
+    if args.explain < 0:
+        raise TaskError(f"--explain must be >= 0, got {args.explain}")
+    if not 0 < args.quantile < 1:
+        raise TaskError(f"--quantile must be in (0, 1), got {args.quantile}")
     if args.checkpoint is None:
         if args.data is not None:
             raise TaskError("--checkpoint is required with --data")
@@ -121,6 +136,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     save_config(run_dir, {**vars(args), "model": name, "preprocess": vars(pre)})
     metrics, per_class = evaluate(model.eval(), loader, len(classes))
     metrics.update(model=name, checkpoint=str(args.checkpoint), data=str(val_dir), checkpoint_format=report.format)
+    if args.explain:
+        labels = [label for _, label in dataset.reader.samples]
+        metrics["interpretability"] = explain_dataset(model, dataset, labels, args.explain,
+                                                      run_dir / "explanations.png", args.quantile)
     write_metrics(run_dir, metrics)
     with open(run_dir / "per_class.csv", "w", newline="") as fh:
         writer = csv.writer(fh)
@@ -129,6 +148,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             writer.writerow([cls, n, f"{correct / n:.6f}" if n else ""])
     print(f"{name} on {val_dir}: top-1 {metrics['top1']:.4f}  top-5 {metrics['top5']:.4f}  "
           f"({metrics['images']} images, {metrics['images_per_sec']:.1f} img/s)\nrun dir: {run_dir}")
+    if args.explain:
+        print(f"explanations of {args.explain} validation images (mask: top {1 - args.quantile:.0%} of each map; "
+              f"figure: explanations.png):\n{scores_table(metrics['interpretability'])}")
     return metrics
 
 

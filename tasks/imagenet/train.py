@@ -15,9 +15,12 @@ import argparse
 from pathlib import Path
 from typing import Any, Sequence
 
+from focalmod.interpret import scores_table
+
 from ..common import Run, Score, Summary, Task, TaskError, bool_arg, run_main, run_task
 from ..common.baseline import compare_with_baseline
 from ..common.callbacks import EpochPrinter
+from ..common.explain import explain_dataset
 from .baseline import BASELINE_NAME, pixel_baseline_accuracy
 from .data import Augment, FolderData, ImageFolderDataModule, Preprocess
 from .digits import default_cache_dir, digits_image_folder
@@ -50,6 +53,12 @@ def add_options(p: argparse.ArgumentParser) -> None:
                    "reads (official, timm, HF, safetensors); a different class count re-initialises the head")
     m.add_argument("--model-ema", type=bool_arg, help="keep an EMA of the weights for validation (true/false)")
     m.add_argument("--model-ema-decay", type=float, help="EMA decay")
+    e = p.add_argument_group("interpretation")
+    e.add_argument("--explain", type=int, help="after training, score the explanations of N validation images: the "
+                   "modulator and gate maps of a FocalNet beside Grad-CAM, integrated gradients and random masks "
+                   "(metrics.json 'interpretability', explanations.png; 0: none)")
+    e.add_argument("--quantile", type=float, default=0.9,
+                   help="explanation mask: the positions at or above this quantile of a map")
     o = p.add_argument_group("optimisation")
     o.add_argument("--epochs", type=int, help="training epochs")
     o.add_argument("--batch-size", type=int, help="images per device per step")
@@ -63,6 +72,10 @@ def add_options(p: argparse.ArgumentParser) -> None:
 
 
 def resolve(args: argparse.Namespace) -> None:
+    if args.explain < 0:
+        raise TaskError(f"--explain must be >= 0, got {args.explain}")
+    if not 0 < args.quantile < 1:
+        raise TaskError(f"--quantile must be in (0, 1), got {args.quantile}")
     if isinstance(args.aa, str) and args.aa.lower() == "none":
         args.aa = None
     if (args.mixup > 0 or args.cutmix > 0) and args.batch_size % 2:
@@ -124,7 +137,15 @@ def train(run: Run) -> Summary | None:
           f"{extras['train_images_per_sec'] or 0:.0f} img/s)\n"
           f"{compare_with_baseline(metric, baseline, 'disabled with --baseline-max-train 0')}\nrun dir: {run.dir}",
           flush=True)
-    return Summary(metric, data=str(root), split="val", params_m=params, extras=extras, baseline=baseline)
+    interpretability = None
+    if args.explain:
+        labels = [label for _, label in data.val_set.reader.samples]
+        interpretability = explain_dataset(module.model, data.val_set, labels, args.explain,
+                                           run.dir / "explanations.png", args.quantile, args.seed)
+        print(f"explanations of {args.explain} validation images (mask: top {1 - args.quantile:.0%} of each map; "
+              f"figure: explanations.png):\n{scores_table(interpretability)}", flush=True)
+    return Summary(metric, data=str(root), split="val", params_m=params, extras=extras, baseline=baseline,
+                   interpretability=interpretability)
 
 
 TASK = Task(
