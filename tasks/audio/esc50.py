@@ -20,10 +20,12 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+import torch
 
 from focalmod.interpret import average_scores, scores_table
 from tasks.common import Run, Score, Summary, Task, TaskError, run_main, run_task
 from tasks.common.baseline import compare_with_baseline
+from tasks.common.launch import is_rank_zero
 from tasks.common.reports import save_classification_report
 
 from .baseline import BASELINE_NAME, mfcc_baseline_accuracy
@@ -31,6 +33,7 @@ from .data import FeatureCache, extract_features, read_esc50
 from .features import FEATURE_KINDS, FeatureConfig, FeatureExtractor
 from .models import AUDIO_MODELS, default_variant
 from .protocol import build_model, model_overrides, plan_splits, run_split
+from .sizing import count_training_clips, size_to_data
 from .synth import generate_synthetic_esc50
 
 SYNTH_DIR = "synthetic_esc50"
@@ -116,12 +119,21 @@ def _int_list(value: Any, option: str) -> list[int]:
 
 
 def resolve(args: argparse.Namespace) -> None:
-    """Spell out the list options and check the values."""
+    """Spell out the list options, size the options the preset leaves to the data, and check the values."""
     args.folds = _int_list(args.folds, "--folds")
     args.depths = _int_list(args.depths, "--depths") or None
     args.resize = _int_list(args.resize, "--resize") or None
     if args.protocol == "cv" and (not args.folds or any(not 1 <= k <= 5 for k in args.folds)):
         raise TaskError(f"--folds: expected folds in 1..5, got {args.folds}")
+    if args.epochs is None or args.batch_size is None or (args.variant is None and args.embed_dim is None
+                                                          and args.preset == "esc50"):
+        if args.data is None:
+            raise TaskError(f"--preset {args.preset} sizes the model and schedule to --data; give --data, or "
+                            "--epochs and --batch-size")
+        gpu = args.accelerator != "cpu" and torch.cuda.is_available()
+        line = size_to_data(args, count_training_clips(args), gpu)
+        if is_rank_zero():
+            print(line, flush=True)
     if args.resize is not None and len(args.resize) != 2:
         raise TaskError(f"--resize: expected T,F, got {args.resize}")
     for name in ("epochs", "batch_size"):

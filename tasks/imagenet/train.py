@@ -15,17 +15,21 @@ import argparse
 from pathlib import Path
 from typing import Any, Sequence
 
+import torch
+
 from focalmod.interpret import scores_table
 
 from ..common import Run, Score, Summary, Task, TaskError, bool_arg, run_main, run_task
 from ..common.baseline import compare_with_baseline
 from ..common.callbacks import EpochPrinter
 from ..common.explain import explain_dataset
+from ..common.launch import is_rank_zero
 from .baseline import BASELINE_NAME, pixel_baseline_accuracy
 from .data import Augment, FolderData, ImageFolderDataModule, Preprocess
 from .digits import default_cache_dir, digits_image_folder
 from .module import ClassificationModule
 from .recipe import TASK_MODELS
+from .sizing import choose_preset, size_to_data
 
 
 def add_options(p: argparse.ArgumentParser) -> None:
@@ -72,6 +76,13 @@ def add_options(p: argparse.ArgumentParser) -> None:
 
 
 def resolve(args: argparse.Namespace) -> None:
+    if args.input_size is None or args.epochs is None or args.batch_size is None:
+        if args.data is None:
+            raise TaskError(f"--preset {args.preset} sizes the input, epochs and batch to --data; give --data, or "
+                            "--input-size, --epochs and --batch-size")
+        line = size_to_data(args, gpu=args.accelerator != "cpu" and torch.cuda.is_available())
+        if is_rank_zero():
+            print(line, flush=True)
     if args.explain < 0:
         raise TaskError(f"--explain must be >= 0, got {args.explain}")
     if not 0 < args.quantile < 1:
@@ -150,7 +161,7 @@ def train(run: Run) -> Summary | None:
 
 TASK = Task(
     name="imagenet", module="tasks.imagenet.train", doc=__doc__, add_options=add_options,
-    presets=Path(__file__).parent / "presets", choose_preset=lambda args: "digits" if args.data is None else "imagenet",
+    presets=Path(__file__).parent / "presets", choose_preset=choose_preset,
     run=train, resolve=resolve,
 )
 
