@@ -93,7 +93,7 @@ def test_audio_sizing_rules_and_flags_win(tmp_path: Path) -> None:
     assert (args.epochs, args.embed_dim) == (30, 32)
     size_to_data(args := argparse.Namespace(**{**vars(args), "epochs": None, "embed_dim": None, "batch_size": None,
                                                "model": "focalnet1d"}), 5000, gpu=True)
-    assert (args.epochs, args.batch_size, args.embed_dim) == (20, 32, 128)
+    assert (args.epochs, args.batch_size, args.embed_dim) == (20, 32, 96)
     given = argparse.Namespace(**{**vars(args), "epochs": 2, "batch_size": 4, "embed_dim": 8})
     assert "as given" in size_to_data(given, 400, gpu=False) and (given.epochs, given.embed_dim) == (2, 8)
 
@@ -113,6 +113,7 @@ def test_audio_cli_sizes_to_data_and_paper_preset_keeps_the_old_recipe(tmp_path:
     main(["--data", str(data), "--out", str(run), "--folds", "1", "--clip-seconds", "0.1", "--hop-length", "40",
           "--epochs", "1", "--no-progress", "--no-cache"])
     config = yaml.safe_load((run / "config.yaml").read_text())
-    assert (config["epochs"], config["batch_size"], config["embed_dim"], config["depths"]) == (1, 4, 32, [1, 1, 1])
+    assert (config["epochs"], config["batch_size"], config["embed_dim"], config["depths"]) == (1, 4, 64, [1, 1, 1])
+    assert config["model"] == "focalnet1d"
     log = capsys.readouterr().out
-    assert "sized to the data: 8 training clips on the CPU -> --batch-size 4, --embed-dim 32" in log
+    assert "sized to the data: 8 training clips on the CPU -> --batch-size 4, --embed-dim 64" in log

@@ -3,9 +3,9 @@ the epochs and the batch size unset, and `size_to_data` chooses them from the nu
 GPU is used, before the run directory is made (so config.yaml records the choice). Flags and `--config` values win;
 the sound paper's recipe (FocalNet-T, 60 epochs, mixup + SpecAugment) is `--preset paper`.
 
-Rule (measured on the realsets drums and phrases sets, see docs/audio.md): a from-scratch model of about 0.1-0.4 M
-parameters, wider on a GPU or with thousands of clips, trained for about 12k clip presentations (at least 20 and at
-most 80 epochs), batch 16 below 1000 training clips and 32 above.
+Rule (measured on the realsets drums and phrases sets, see docs/audio.md): a from-scratch model of under 1 M
+parameters (1D width 64, 2D width 32), wider on a GPU or with thousands of clips, trained for about 12k clip
+presentations (at least 20 and at most 80 epochs), batch 16 below 1000 training clips and 32 above.
 """
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def size_to_data(args: argparse.Namespace, num_train: int, gpu: bool) -> str:
         chosen["epochs"] = int(min(max(epochs, EPOCH_RANGE[0]), EPOCH_RANGE[1]))
     if args.variant is None and args.embed_dim is None:
         wide = gpu or num_train >= 2000
-        chosen["embed_dim"] = (128 if wide else 96) if args.model == "focalnet1d" else (48 if wide else 32)
+        chosen["embed_dim"] = (96 if wide else 64) if args.model == "focalnet1d" else (48 if wide else 32)
     for name, value in chosen.items():
         setattr(args, name, value)
     what = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in chosen.items())
