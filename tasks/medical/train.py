@@ -33,6 +33,7 @@ from monai.data import CacheDataset, DataLoader, list_data_collate
 from tasks.common import Run, Score, Summary, Task, TaskError, run_main, run_task, save_config
 from tasks.common.baseline import compare_with_baseline
 from tasks.common.files import write_table
+from tasks.common.launch import is_rank_zero
 from tasks.common.lifecycle import build_parser as task_parser
 from tasks.common.measure import StepTimer, interleaved_step_times, peak_memory_mb, reset_peak_memory
 
@@ -40,6 +41,7 @@ from .baseline import BASELINE_NAME, network_view, window_dice
 from .data import build_transforms, check_case, data_config, read_decathlon, split_cases
 from .module import MODELS, SegmentationModule, build_network, size_divisor
 from .predict import predict_files
+from .sizing import size_to_data
 from .synthetic import write_synthetic_decathlon
 
 
@@ -95,7 +97,9 @@ def add_options(p: argparse.ArgumentParser) -> None:
     m.add_argument("--drop-path", type=float, default=0.0, help="FocalUNet encoder stochastic depth")
     m.add_argument("--mixer", default="focal", help="FocalUNet token mixer: focal or gnconv (focalmod.models.mixers)")
     o = p.add_argument_group("optimisation")
-    o.add_argument("--max-steps", type=int, default=200, help="optimiser steps (the budget shared by --compare)")
+    o.add_argument("--max-steps", type=int, default=200,
+                   help="optimiser steps (the budget shared by --compare); the decathlon preset leaves it to the data: "
+                        "40 per training case on a CPU, 100 on a GPU (tasks/medical/sizing.py)")
     o.add_argument("--batch-size", type=int, default=2, help="volumes per batch (x --num-samples crops)")
     o.add_argument("--lr", type=float, default=1e-3, help="AdamW peak learning rate")
     o.add_argument("--weight-decay", type=float, default=1e-5, help="AdamW weight decay")
@@ -125,6 +129,14 @@ def resolve_args(args: argparse.Namespace) -> argparse.Namespace:
     if args.intensity == "range" and (args.a_min is None or args.a_max is None or args.a_max <= args.a_min):
         raise TaskError(f"--intensity range needs --a-min < --a-max (e.g. -57 164 for a CT soft-tissue "
                         f"window), got {args.a_min}, {args.a_max}")
+    if args.max_steps is None:
+        if args.data is None:
+            raise TaskError(f"--preset {args.preset} sizes --max-steps to --data; give --data or --max-steps")
+        cases = len(read_decathlon(args.data).training)
+        num_train = cases - min(max(1, round(args.val_frac * cases)), cases - 1)  # as split_cases
+        line = size_to_data(args, num_train, gpu=args.accelerator != "cpu" and torch.cuda.is_available())
+        if is_rank_zero():
+            print(line, flush=True)
     for name in ("max_steps", "batch_size", "num_samples", "feature_size", "sw_batch_size"):
         if getattr(args, name) <= 0:
             raise TaskError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
