@@ -33,7 +33,7 @@ from .data import FeatureCache, extract_features, read_esc50
 from .features import FEATURE_KINDS, FeatureConfig, FeatureExtractor
 from .models import AUDIO_MODELS, default_variant
 from .protocol import build_model, model_overrides, plan_splits, run_split
-from .sizing import count_training_clips, size_to_data
+from .sizing import choose_preset, count_training_clips, size_to_data
 from .synth import generate_synthetic_esc50
 
 SYNTH_DIR = "synthetic_esc50"
@@ -82,8 +82,10 @@ def add_options(p: argparse.ArgumentParser) -> None:
                    help="token mixer of the FocalNet models: focal modulation, or HorNet's gnConv (all else equal)")
     m.add_argument("--in-chans", type=int, choices=(1, 3), default=1,
                    help="2D input channels (3 repeats the spectrogram for ImageNet stems)")
-    m.add_argument("--pretrained", type=Path, default=None,
-                   help="ImageNet FocalNet checkpoint for the 2D model (stem summed to --in-chans, new head)")
+    m.add_argument("--pretrained", default=None,
+                   help="ImageNet weights for the 2D model (stem summed to --in-chans, new head): a registered name "
+                        "whose weights are in the Hugging Face cache (focalnet_tiny_srf, focalnet_base_srf.ms_in1k, "
+                        "...; it also names the variant) or a checkpoint file")
     m.add_argument("--resize", default=None, help="resize the 2D input to T,F (the paper uses 224,224)")
     t = p.add_argument_group("training")
     t.add_argument("--epochs", type=int, default=None, help="epochs per fold")
@@ -259,7 +261,7 @@ def summarise(run: Run, index: Any, fcfg: FeatureConfig, params: int, results: d
 
 TASK = Task(
     name="esc50", module="tasks.audio.esc50", doc=__doc__, add_options=add_options,
-    presets=Path(__file__).parent / "presets", choose_preset=lambda args: "synthetic" if args.data is None else "esc50",
+    presets=Path(__file__).parent / "presets", choose_preset=choose_preset,
     run=train, resolve=resolve, versions=("torchaudio", "soundfile"),
 )
 

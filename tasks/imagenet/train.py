@@ -55,6 +55,9 @@ def add_options(p: argparse.ArgumentParser) -> None:
     m.add_argument("--drop-path", type=float, default=None, help="stochastic depth (default: the model's size rule)")
     m.add_argument("--init-checkpoint", type=Path, help="initial weights in any format focalmod.load_checkpoint "
                    "reads (official, timm, HF, safetensors); a different class count re-initialises the head")
+    m.add_argument("--pretrained", metavar="NAME", help="start from the ImageNet weights of this registered model, "
+                   "optionally with a weight tag (focalnet_tiny_srf, focalnet_tiny_srf.ms_in1k_hf), read from the "
+                   "Hugging Face cache (nothing is downloaded when HF_HUB_OFFLINE=1); sets --model, new head")
     m.add_argument("--model-ema", type=bool_arg, help="keep an EMA of the weights for validation (true/false)")
     m.add_argument("--model-ema-decay", type=float, help="EMA decay")
     e = p.add_argument_group("interpretation")
@@ -76,6 +79,8 @@ def add_options(p: argparse.ArgumentParser) -> None:
 
 
 def resolve(args: argparse.Namespace) -> None:
+    if args.pretrained:
+        args.model = args.pretrained.split(".", 1)[0]
     if args.input_size is None or args.epochs is None or args.batch_size is None:
         if args.data is None:
             raise TaskError(f"--preset {args.preset} sizes the input, epochs and batch to --data; give --data, or "
@@ -110,7 +115,7 @@ def train(run: Run) -> Summary | None:
     mixup = dict(mixup_alpha=args.mixup, cutmix_alpha=args.cutmix, label_smoothing=args.smoothing)
     overrides = {} if args.drop_path is None else {"drop_path_rate": args.drop_path}
     module = ClassificationModule(args.model, len(folders.classes), overrides, optim, mixup,
-                                  str(args.init_checkpoint) if args.init_checkpoint else None,
+                                  str(args.init_checkpoint) if args.init_checkpoint else None, args.pretrained,
                                   preprocess=dict(input_size=pre.input_size, crop_pct=pre.crop_pct))
     throughput = ThroughputLogger()
     callbacks = [throughput, EpochPrinter(["val/top1", "val/top5"])]
