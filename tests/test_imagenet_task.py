@@ -281,10 +281,12 @@ def test_eval_transform_is_the_official_one():
 
 
 def test_official_augmentation_with_mixup_and_ema_trains_and_eval_matches(tmp_path):
-    """The --data preset (RandAugment, erasing, Mixup/CutMix soft targets) with --model-ema, on tiny images."""
+    """The official recipe's preset (RandAugment, erasing, Mixup/CutMix soft targets; the --data default of
+    ImageNet-sized folders) with --model-ema, on tiny images."""
     data = write_folder(tmp_path / "data")
     run = tmp_path / "run"
-    fast = ["--model", "focalnet_digits", "--input-size", "16", "--batch-size", "4", "--epochs", "1",
+    fast = ["--preset", "imagenet", "--model", "focalnet_digits", "--input-size", "16", "--batch-size", "4",
+            "--epochs", "1",
             "--no-progress", "--devices", "1", "--accelerator", "cpu", "--model-ema", "true", "--threads", "1"]
     metrics = imagenet_train.main(["--data", str(data), "--out", str(run), *fast])
     config = yaml.safe_load((run / "config.yaml").read_text())
