@@ -2,14 +2,17 @@
 
     python -m tasks.audio.esc50                                  # embedded default: synthetic ESC-50-format sounds
     python -m tasks.audio.esc50 --data /data/ESC-50-master       # the official 5-fold cross-validation
-    python -m tasks.audio.esc50 --data /data/ESC-50-master --protocol paper-split --features stft
+    python -m tasks.audio.esc50 --data /data/ESC-50-master --preset paper --protocol paper-split --features stft
 
 With `--data` it reads a local ESC-50 directory; without it, it writes a procedurally synthesised ESC-50-format
 set into the run directory and runs the same protocol on it. Protocols: the official 5-fold cross-validation
 (train on four folds, test on the held-out one, report per-fold and mean +- std accuracy; `--folds` for a subset)
-or the sound paper's single split (`--protocol paper-split`: train 1-3, validate 4, test 5). Unset feature and
-training options take presets/synthetic.yaml without --data and presets/esc50.yaml with it. `--resume RUN` keeps
-the finished folds and continues an interrupted one from <fold>/checkpoints/last.ckpt.
+or the sound paper's single split (`--protocol paper-split`: train 1-3, validate 4, test 5). Every split also scores
+the MFCC statistics + logistic regression baseline. Unset options take presets/synthetic.yaml without --data; with
+it presets/esc50.yaml, a small from-scratch model whose width, epochs and batch size are sized to the clips and the
+machine (printed, recorded in config.yaml), or presets/finetune.yaml when ImageNet FocalNet-T weights are in the
+Hugging Face cache; the sound paper's recipe is --preset paper. `--resume RUN` keeps the finished folds and continues
+an interrupted one from <fold>/checkpoints/last.ckpt.
 """
 from __future__ import annotations
 
