@@ -328,6 +328,7 @@ def test_train_cli_writes_run_dir_and_coco_metrics(trained_run: Path) -> None:
     _check_metrics(metrics)
     assert metrics["model"] == "focalnet_tiny_srf" and metrics["epochs"] == 1 and metrics["train_seconds"] > 0
     assert metrics["num_eval_images"] == 4
+    assert metrics["baseline"] is None and "no simple, well-known baseline" in metrics["baseline_note"]
     for name in ("config.yaml", "checkpoints/last.ckpt", "logs/metrics.csv", "data/annotations/instances_val.json"):
         assert (trained_run / name).is_file(), name
     coco = load_coco(trained_run / "data" / "annotations" / "instances_val.json")

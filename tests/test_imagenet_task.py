@@ -61,6 +61,9 @@ def test_train_writes_run_dir_and_metrics(trained):
     assert config["model"] == "focalnet_digits" and config["input_size"] == 16 and config["epochs"] == 1
     assert not {"out", "resume", "config"} & set(config), "config.yaml must seed a new run, not point at this one"
     assert on_disk["val_images"] == 12 and on_disk["train_images"] == 12 and on_disk["train_images_per_sec"] > 0
+    # Each class is a bright square at its own place: logistic regression on 16x16 pixels sees it.
+    assert on_disk["baseline"] == {"name": "logistic regression on 16x16 pixels", "value": 1.0}
+    assert on_disk["baseline_train_images"] == 12
 
 
 def test_eval_reproduces_the_final_validation(trained, tmp_path):
@@ -278,10 +281,12 @@ def test_eval_transform_is_the_official_one():
 
 
 def test_official_augmentation_with_mixup_and_ema_trains_and_eval_matches(tmp_path):
-    """The --data preset (RandAugment, erasing, Mixup/CutMix soft targets) with --model-ema, on tiny images."""
+    """The official recipe's preset (RandAugment, erasing, Mixup/CutMix soft targets; the --data default of
+    ImageNet-sized folders) with --model-ema, on tiny images."""
     data = write_folder(tmp_path / "data")
     run = tmp_path / "run"
-    fast = ["--model", "focalnet_digits", "--input-size", "16", "--batch-size", "4", "--epochs", "1",
+    fast = ["--preset", "imagenet", "--model", "focalnet_digits", "--input-size", "16", "--batch-size", "4",
+            "--epochs", "1",
             "--no-progress", "--devices", "1", "--accelerator", "cpu", "--model-ema", "true", "--threads", "1"]
     metrics = imagenet_train.main(["--data", str(data), "--out", str(run), *fast])
     config = yaml.safe_load((run / "config.yaml").read_text())

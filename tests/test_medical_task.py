@@ -138,6 +138,8 @@ def test_end_to_end_2d(tmp_path: Path):
     assert saved["model"] == "focal_unet" and saved["steps"] == 2 == metrics["steps"]
     assert 0.0 <= saved["dice"] <= 1.0 and set(saved["dice_per_class"]) == {"class1", "class2"}
     assert "hd95" in saved and saved["params"] > 0 and saved["step_time_s"] > 0
+    assert saved["baseline"]["name"] == "best intensity window" and set(saved["baseline_dice_per_class"]) == {
+        "class1", "class2"} and 0 < saved["baseline"]["value"] < 0.9  # noisy synthetic: no window separates
     assert (run / "config.yaml").is_file() and (run / "checkpoints" / "last.ckpt").is_file()
     # The prediction sits in the input's grid: same shape and affine as the validation image it came from.
     [pred_path] = saved["predictions"]

@@ -2,14 +2,17 @@
 
     python -m tasks.audio.esc50                                  # embedded default: synthetic ESC-50-format sounds
     python -m tasks.audio.esc50 --data /data/ESC-50-master       # the official 5-fold cross-validation
-    python -m tasks.audio.esc50 --data /data/ESC-50-master --protocol paper-split --features stft
+    python -m tasks.audio.esc50 --data /data/ESC-50-master --preset paper --protocol paper-split --features stft
 
 With `--data` it reads a local ESC-50 directory; without it, it writes a procedurally synthesised ESC-50-format
 set into the run directory and runs the same protocol on it. Protocols: the official 5-fold cross-validation
 (train on four folds, test on the held-out one, report per-fold and mean +- std accuracy; `--folds` for a subset)
-or the sound paper's single split (`--protocol paper-split`: train 1-3, validate 4, test 5). Unset feature and
-training options take presets/synthetic.yaml without --data and presets/esc50.yaml with it. `--resume RUN` keeps
-the finished folds and continues an interrupted one from <fold>/checkpoints/last.ckpt.
+or the sound paper's single split (`--protocol paper-split`: train 1-3, validate 4, test 5). Every split also scores
+the MFCC statistics + logistic regression baseline. Unset options take presets/synthetic.yaml without --data; with
+it presets/esc50.yaml, a small from-scratch model whose width, epochs and batch size are sized to the clips and the
+machine (printed, recorded in config.yaml), or presets/finetune.yaml when ImageNet FocalNet-T weights are in the
+Hugging Face cache; the sound paper's recipe is --preset paper. `--resume RUN` keeps the finished folds and continues
+an interrupted one from <fold>/checkpoints/last.ckpt.
 """
 from __future__ import annotations
 
@@ -20,15 +23,20 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+import torch
 
 from focalmod.interpret import average_scores, scores_table
 from tasks.common import Run, Score, Summary, Task, TaskError, run_main, run_task
+from tasks.common.baseline import compare_with_baseline
+from tasks.common.launch import is_rank_zero
 from tasks.common.reports import save_classification_report
 
+from .baseline import BASELINE_NAME, mfcc_baseline_accuracy
 from .data import FeatureCache, extract_features, read_esc50
 from .features import FEATURE_KINDS, FeatureConfig, FeatureExtractor
 from .models import AUDIO_MODELS, default_variant
 from .protocol import build_model, model_overrides, plan_splits, run_split
+from .sizing import choose_preset, count_training_clips, size_to_data
 from .synth import generate_synthetic_esc50
 
 SYNTH_DIR = "synthetic_esc50"
@@ -77,8 +85,10 @@ def add_options(p: argparse.ArgumentParser) -> None:
                    help="token mixer of the FocalNet models: focal modulation, or HorNet's gnConv (all else equal)")
     m.add_argument("--in-chans", type=int, choices=(1, 3), default=1,
                    help="2D input channels (3 repeats the spectrogram for ImageNet stems)")
-    m.add_argument("--pretrained", type=Path, default=None,
-                   help="ImageNet FocalNet checkpoint for the 2D model (stem summed to --in-chans, new head)")
+    m.add_argument("--pretrained", default=None,
+                   help="ImageNet weights for the 2D model (stem summed to --in-chans, new head): a registered name "
+                        "whose weights are in the Hugging Face cache (focalnet_tiny_srf, focalnet_base_srf.ms_in1k, "
+                        "...; it also names the variant) or a checkpoint file")
     m.add_argument("--resize", default=None, help="resize the 2D input to T,F (the paper uses 224,224)")
     t = p.add_argument_group("training")
     t.add_argument("--epochs", type=int, default=None, help="epochs per fold")
@@ -114,12 +124,21 @@ def _int_list(value: Any, option: str) -> list[int]:
 
 
 def resolve(args: argparse.Namespace) -> None:
-    """Spell out the list options and check the values."""
+    """Spell out the list options, size the options the preset leaves to the data, and check the values."""
     args.folds = _int_list(args.folds, "--folds")
     args.depths = _int_list(args.depths, "--depths") or None
     args.resize = _int_list(args.resize, "--resize") or None
     if args.protocol == "cv" and (not args.folds or any(not 1 <= k <= 5 for k in args.folds)):
         raise TaskError(f"--folds: expected folds in 1..5, got {args.folds}")
+    if args.epochs is None or args.batch_size is None or (args.variant is None and args.embed_dim is None
+                                                          and args.preset == "esc50"):
+        if args.data is None:
+            raise TaskError(f"--preset {args.preset} sizes the model and schedule to --data; give --data, or "
+                            "--epochs and --batch-size")
+        gpu = args.accelerator != "cpu" and torch.cuda.is_available()
+        line = size_to_data(args, count_training_clips(args), gpu)
+        if is_rank_zero():
+            print(line, flush=True)
     if args.resize is not None and len(args.resize) != 2:
         raise TaskError(f"--resize: expected T,F, got {args.resize}")
     for name in ("epochs", "batch_size"):
@@ -173,6 +192,9 @@ def train(run: Run) -> Summary | None:
     run.say(f"features ready (cache: {cache.hits} hits, {cache.misses} computed)")
 
     splits = plan_splits(args.protocol, args.folds)
+    baseline = mfcc_baseline_accuracy(index, fcfg, cache_dir, splits) if run.is_rank_zero else {}
+    if baseline:
+        run.say(f"baseline ({BASELINE_NAME}): " + ", ".join(f"{k} {v:.4f}" for k, v in baseline.items()))
     results: dict[str, dict] = {}
     for n, split in enumerate(splits, 1):
         done = run.dir / split.name / "result.json"
@@ -188,11 +210,11 @@ def train(run: Run) -> Summary | None:
                     f"({result['num_test']} clips, {result['train_seconds']:.1f} s)")
     if not run.is_rank_zero or not results:
         return None
-    return summarise(run, index, fcfg, params, results, cache)
+    return summarise(run, index, fcfg, params, results, cache, baseline)
 
 
 def summarise(run: Run, index: Any, fcfg: FeatureConfig, params: int, results: dict[str, dict],
-              cache: FeatureCache) -> Summary:
+              cache: FeatureCache, baseline: dict[str, float]) -> Summary:
     """Pooled confusion matrix over the tested folds, the printed result line and the metrics."""
     args = run.args
     accs = {str(r["test_fold"]): r["accuracy"] for r in results.values()}
@@ -218,11 +240,16 @@ def summarise(run: Run, index: Any, fcfg: FeatureConfig, params: int, results: d
                  "train_seconds_total": float(sum(train_seconds.values()))},
         "feature_cache": {"hits": cache.hits, "computed": cache.misses},
         "explanations": sum((r["explanations"] for r in results.values()), []),
+        "baseline_fold_accuracy": {str(r["test_fold"]): baseline[k] for k, r in results.items() if k in baseline},
     }
+    metric = Score("mean_accuracy", extras["mean_accuracy"])
+    tested = extras["baseline_fold_accuracy"]
+    base = Score(BASELINE_NAME, float(np.mean(list(tested.values())))) if len(tested) == len(accs) else None
     folds = ", ".join(f"{k}: {v:.4f}" for k, v in accs.items())
     print(f"\nESC-50 ({'synthetic' if args.data is None else index.root}, {args.protocol}) {args.model}/{variant} "
           f"{params / 1e6:.2f}M params, {fcfg.kind}: mean accuracy {extras['mean_accuracy']:.4f} +- "
-          f"{extras['std_accuracy']:.4f} (folds {folds}); {run.elapsed_seconds:.0f} s; run dir {run.dir}", flush=True)
+          f"{extras['std_accuracy']:.4f} (folds {folds}); {compare_with_baseline(metric, base)}; "
+          f"{run.elapsed_seconds:.0f} s; run dir {run.dir}", flush=True)
     scored = [r["interpretability"] for r in results.values() if r.get("interpretability")]
     interpretability = average_scores(scored) if scored else None
     if interpretability:
@@ -231,13 +258,13 @@ def summarise(run: Run, index: Any, fcfg: FeatureConfig, params: int, results: d
               f"<fold>/explanations/methods.png):\n{scores_table(interpretability)}", flush=True)
     split = (f"test fold {','.join(accs)} (paper split: train 1-3, validate 4)" if args.protocol == "paper-split"
              else f"test folds {','.join(accs)} (5-fold cross-validation)")
-    return Summary(Score("mean_accuracy", extras["mean_accuracy"]), data=str(index.root), split=split,
-                   params_m=params / 1e6, extras=extras, interpretability=interpretability)
+    return Summary(metric, data=str(index.root), split=split, params_m=params / 1e6, extras=extras, baseline=base,
+                   interpretability=interpretability)
 
 
 TASK = Task(
     name="esc50", module="tasks.audio.esc50", doc=__doc__, add_options=add_options,
-    presets=Path(__file__).parent / "presets", choose_preset=lambda args: "synthetic" if args.data is None else "esc50",
+    presets=Path(__file__).parent / "presets", choose_preset=choose_preset,
     run=train, resolve=resolve, versions=("torchaudio", "soundfile"),
 )
 

@@ -2,6 +2,7 @@
 over frames with the frequency bins as channels (sound paper: 2D FocalNet on the spectrogram)."""
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -75,10 +76,32 @@ def default_variant(model: str) -> str:
     return _DEFAULT_VARIANT[model]
 
 
-def _from_imagenet(variant: str, checkpoint: Path, num_classes: int, in_chans: int, **overrides: Any) -> nn.Module:
-    """Backbone initialised from a 3-channel ImageNet checkpoint; the stem is summed to `in_chans` channels
-    (timm's `adapt_input_conv`) and the classifier is new."""
-    if not Path(checkpoint).is_file():
+def pretrained_name(pretrained: str | Path | None) -> str | None:
+    """The registered model name (with an optional weight tag) `--pretrained` gives, None for a checkpoint file."""
+    if pretrained is None or Path(pretrained).is_file() or Path(pretrained).suffix in (".pth", ".pt", ".safetensors"):
+        return None
+    return str(pretrained)
+
+
+def _from_imagenet(variant: str, pretrained: str | Path, num_classes: int, in_chans: int,
+                   **overrides: Any) -> nn.Module:
+    """Backbone initialised from 3-channel ImageNet weights: a checkpoint file, or a registered name (optionally
+    with a weight tag, `focalnet_tiny_srf.ms_in1k`) whose weights come from the Hugging Face Hub cache through
+    timm's pretrained machinery. The stem is summed to `in_chans` channels (timm's `adapt_input_conv`) and the
+    classifier is new."""
+    name = pretrained_name(pretrained)
+    if name is not None:
+        try:
+            with warnings.catch_warnings():  # the new head is expected
+                warnings.filterwarnings("ignore", "classifier does not match")
+                return focalmod.create_model(name, pretrained=True, num_classes=num_classes, in_chans=in_chans,
+                                             **overrides)
+        except FileNotFoundError as err:  # not in the cache (offline), or no weights for that name
+            raise TaskError(f"--pretrained {name}: {err}") from None
+        except (ValueError, KeyError) as err:
+            raise TaskError(f"--pretrained {name}: {str(err)[:400]}") from None
+    checkpoint = Path(pretrained)
+    if not checkpoint.is_file():
         raise TaskError(f"--pretrained: checkpoint {checkpoint} not found")
     try:
         source = focalmod.create_model(variant, checkpoint_path=str(checkpoint), **overrides)
@@ -103,7 +126,7 @@ def build_audio_model(
     num_frames: int,
     variant: str | None = None,
     in_chans: int = 1,
-    pretrained: Path | None = None,
+    pretrained: str | Path | None = None,
     resize: Sequence[int] | None = None,
     init: str = "trunc_normal",
     mixer: str = "focal",
@@ -114,7 +137,9 @@ def build_audio_model(
     `model`: focalnet2d | focalnet1d | hornet (2D HorNet; `hornet1d_*` variants for 1D). `variant`: a registered
     name (default per model). `mixer='gnconv'` swaps every focal modulation of a FocalNet for HorNet's gnConv (all
     else equal). `overrides`: constructor arguments for small configs (`embed_dim`, `depths`, `focal_levels`, ...).
-    `pretrained`: a 3-channel ImageNet checkpoint for the 2D models (the stem is summed to `in_chans`). `init='fan_in'`
+    `pretrained`: 3-channel ImageNet weights for the 2D models, a checkpoint file or a registered name whose weights
+    are in the Hugging Face cache (`focalnet_tiny_srf`; it then names the variant too); the stem is summed to
+    `in_chans`. `init='fan_in'`
     re-initialises every Linear with PyTorch's fan-in default (see `fan_in_init`).
     """
     if init not in INITS:
@@ -123,6 +148,8 @@ def build_audio_model(
         raise TaskError("--init fan_in would overwrite the --pretrained weights; use --init trunc_normal")
     if model not in AUDIO_MODELS:
         raise TaskError(f"--model must be one of {', '.join(AUDIO_MODELS)}, got {model!r}")
+    if pretrained_name(pretrained) is not None:
+        variant = pretrained_name(pretrained).split(".", 1)[0]
     variant = variant or default_variant(model)
     if variant not in focalmod.list_models():
         raise TaskError(f"--variant: unknown model {variant!r}; registered: {', '.join(focalmod.list_models())}")

@@ -21,11 +21,12 @@ class ClassificationModule(pl.LightningModule):
     a checkpoint alone rebuilds the model; `preprocess` records the eval geometry for `tasks.imagenet.eval`)."""
 
     def __init__(self, model: str, num_classes: int, model_overrides: dict[str, Any], optim: dict[str, Any],
-                 mixup: dict[str, Any], init_checkpoint: str | None = None,
+                 mixup: dict[str, Any], init_checkpoint: str | None = None, pretrained: str | None = None,
                  preprocess: dict[str, Any] | None = None) -> None:
         super().__init__()
         self.save_hyperparameters()
-        self.model = build_model(model, num_classes, checkpoint_path=init_checkpoint, **model_overrides)
+        self.model = build_model(model, num_classes, checkpoint_path=init_checkpoint, pretrained=pretrained,
+                                 **model_overrides)
         self.optim = optim
         active = mixup["mixup_alpha"] > 0 or mixup["cutmix_alpha"] > 0
         self.mixup = Mixup(num_classes=num_classes, **mixup) if active else None

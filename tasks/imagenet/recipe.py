@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import warnings
 from typing import Any
 
 from torch import nn
@@ -49,18 +50,28 @@ TASK_MODELS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
         _DIGITS_CFG,
     ),
 }
+# The --data default for small folders (presets/folder.yaml): the focalnet_digits network, at the input side the
+# folder's images call for (tasks/imagenet/sizing.py); kept out of the equal-size comparison set above.
+SMALL_DATA_MODELS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
+    "focalnet_small_data": (
+        "focalnet_tiny_srf",
+        dict(embed_dim=48, depths=(1, 2, 1), patch_size=4, drop_path_rate=0.05),
+        dict(input_size=(3, 64, 64), crop_pct=1.0),
+    ),
+}
+_PRESETS = {**TASK_MODELS, **SMALL_DATA_MODELS}
 
 
 def model_names() -> list[str]:
     """Every name `--model` accepts."""
-    return sorted([*focalmod.list_models(), *TASK_MODELS])
+    return sorted([*focalmod.list_models(), *_PRESETS])
 
 
 def resolve_model(name: str) -> tuple[str, dict[str, Any], dict[str, Any]]:
     """`name` -> (registered model, constructor overrides, pretrained_cfg overrides); unknown names raise a
     `TaskError` with the closest matches."""
-    if name in TASK_MODELS:
-        base, kwargs, cfg = TASK_MODELS[name]
+    if name in _PRESETS:
+        base, kwargs, cfg = _PRESETS[name]
         return base, dict(kwargs), dict(cfg)
     if name in focalmod.list_models():
         return name, {}, {}
@@ -74,18 +85,27 @@ def build_model(
     num_classes: int,
     drop_path_rate: float | None = None,
     checkpoint_path: str | None = None,
+    pretrained: str | None = None,
     **overrides: Any,
 ) -> nn.Module:
     """The plain model for `name` with a `num_classes` head (a focalmod model, or a timm baseline preset);
     `drop_path_rate=None` keeps the per-size value of the recipe (T 0.2, S 0.3, B 0.5). `checkpoint_path`: initial
-    weights in any format `focalmod.load_checkpoint` reads. `model.pretrained_cfg` carries input size, crop_pct,
-    mean/std."""
+    weights in any format `focalmod.load_checkpoint` reads. `pretrained`: `name` with an optional weight tag
+    (`focalnet_tiny_srf.ms_in1k`) whose weights come from the Hugging Face Hub cache (timm's pretrained machinery; a
+    new head for `num_classes`). `model.pretrained_cfg` carries input size, crop_pct, mean/std."""
     base, kwargs, cfg = resolve_model(name)
     kwargs.update(overrides)
     if drop_path_rate is not None:
         kwargs["drop_path_rate"] = drop_path_rate
     try:
-        if base in focalmod.list_models():
+        if pretrained is not None:
+            if pretrained.split(".", 1)[0] != base:
+                raise ValueError(f"--pretrained {pretrained} names another model than --model {name}")
+            with warnings.catch_warnings():  # a new head for the folder's classes is expected
+                warnings.filterwarnings("ignore", "classifier does not match")
+                model = focalmod.create_model(pretrained, pretrained=True, num_classes=num_classes,
+                                              checkpoint_path=checkpoint_path, **kwargs)
+        elif base in focalmod.list_models():
             model = focalmod.create_model(base, num_classes=num_classes, checkpoint_path=checkpoint_path, **kwargs)
         else:  # a timm baseline preset
             model = build_baseline(base, num_classes=num_classes, **kwargs)

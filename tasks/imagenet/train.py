@@ -15,15 +15,21 @@ import argparse
 from pathlib import Path
 from typing import Any, Sequence
 
+import torch
+
 from focalmod.interpret import scores_table
 
 from ..common import Run, Score, Summary, Task, TaskError, bool_arg, run_main, run_task
+from ..common.baseline import compare_with_baseline
 from ..common.callbacks import EpochPrinter
 from ..common.explain import explain_dataset
+from ..common.launch import is_rank_zero
+from .baseline import BASELINE_NAME, pixel_baseline_accuracy
 from .data import Augment, FolderData, ImageFolderDataModule, Preprocess
 from .digits import default_cache_dir, digits_image_folder
 from .module import ClassificationModule
 from .recipe import TASK_MODELS
+from .sizing import choose_preset, size_to_data
 
 
 def add_options(p: argparse.ArgumentParser) -> None:
@@ -40,12 +46,18 @@ def add_options(p: argparse.ArgumentParser) -> None:
     d.add_argument("--mixup", type=float, help="Mixup alpha (0 disables)")
     d.add_argument("--cutmix", type=float, help="CutMix alpha (0 disables)")
     d.add_argument("--smoothing", type=float, help="label smoothing")
+    d.add_argument("--baseline-max-train", type=int, default=20000,
+                   help="the baseline (logistic regression on 16x16 pixels) fits on at most this many training "
+                        "images, equally many per class; 0: no baseline")
     m = p.add_argument_group("model")
     m.add_argument("--model", help="a focalmod.list_models() name (focalnet_*, hornet_*, ...) or a preset for the "
                    f"embedded digits: {', '.join(TASK_MODELS)} (equal-size comparison set)")
     m.add_argument("--drop-path", type=float, default=None, help="stochastic depth (default: the model's size rule)")
     m.add_argument("--init-checkpoint", type=Path, help="initial weights in any format focalmod.load_checkpoint "
                    "reads (official, timm, HF, safetensors); a different class count re-initialises the head")
+    m.add_argument("--pretrained", metavar="NAME", help="start from the ImageNet weights of this registered model, "
+                   "optionally with a weight tag (focalnet_tiny_srf, focalnet_tiny_srf.ms_in1k_hf), read from the "
+                   "Hugging Face cache (nothing is downloaded when HF_HUB_OFFLINE=1); sets --model, new head")
     m.add_argument("--model-ema", type=bool_arg, help="keep an EMA of the weights for validation (true/false)")
     m.add_argument("--model-ema-decay", type=float, help="EMA decay")
     e = p.add_argument_group("interpretation")
@@ -67,6 +79,15 @@ def add_options(p: argparse.ArgumentParser) -> None:
 
 
 def resolve(args: argparse.Namespace) -> None:
+    if args.pretrained:
+        args.model = args.pretrained.split(".", 1)[0]
+    if args.input_size is None or args.epochs is None or args.batch_size is None:
+        if args.data is None:
+            raise TaskError(f"--preset {args.preset} sizes the input, epochs and batch to --data; give --data, or "
+                            "--input-size, --epochs and --batch-size")
+        line = size_to_data(args, gpu=args.accelerator != "cpu" and torch.cuda.is_available())
+        if is_rank_zero():
+            print(line, flush=True)
     if args.explain < 0:
         raise TaskError(f"--explain must be >= 0, got {args.explain}")
     if not 0 < args.quantile < 1:
@@ -94,7 +115,7 @@ def train(run: Run) -> Summary | None:
     mixup = dict(mixup_alpha=args.mixup, cutmix_alpha=args.cutmix, label_smoothing=args.smoothing)
     overrides = {} if args.drop_path is None else {"drop_path_rate": args.drop_path}
     module = ClassificationModule(args.model, len(folders.classes), overrides, optim, mixup,
-                                  str(args.init_checkpoint) if args.init_checkpoint else None,
+                                  str(args.init_checkpoint) if args.init_checkpoint else None, args.pretrained,
                                   preprocess=dict(input_size=pre.input_size, crop_pct=pre.crop_pct))
     throughput = ThroughputLogger()
     callbacks = [throughput, EpochPrinter(["val/top1", "val/top5"])]
@@ -122,9 +143,16 @@ def train(run: Run) -> Summary | None:
         total_batch=args.batch_size * trainer.world_size * args.accumulate_grad_batches,  # devices x nodes
         peak_lr=module.peak_lr, global_step=trainer.global_step,
     )
+    metric, baseline = Score("top1", extras["top1"]), None
+    if args.baseline_max_train > 0:
+        value, used = pixel_baseline_accuracy(data.train_set.reader.samples, data.val_set.reader.samples,
+                                              args.baseline_max_train)
+        baseline, extras["baseline_train_images"] = Score(BASELINE_NAME, value), used
     print(f"\ntop-1 {extras['top1']:.4f}  top-5 {extras['top5']:.4f}  ({extras['val_images']} val images) "
           f"after {extras['epochs']} epochs in {seconds:.0f} s ({extras['epoch_seconds']:.1f} s/epoch, "
-          f"{extras['train_images_per_sec'] or 0:.0f} img/s)\nrun dir: {run.dir}", flush=True)
+          f"{extras['train_images_per_sec'] or 0:.0f} img/s)\n"
+          f"{compare_with_baseline(metric, baseline, 'disabled with --baseline-max-train 0')}\nrun dir: {run.dir}",
+          flush=True)
     interpretability = None
     if args.explain:
         labels = [label for _, label in data.val_set.reader.samples]
@@ -132,13 +160,13 @@ def train(run: Run) -> Summary | None:
                                            run.dir / "explanations.png", args.quantile, args.seed)
         print(f"explanations of {args.explain} validation images (mask: top {1 - args.quantile:.0%} of each map; "
               f"figure: explanations.png):\n{scores_table(interpretability)}", flush=True)
-    return Summary(Score("top1", extras["top1"]), data=str(root), split="val", params_m=params, extras=extras,
+    return Summary(metric, data=str(root), split="val", params_m=params, extras=extras, baseline=baseline,
                    interpretability=interpretability)
 
 
 TASK = Task(
     name="imagenet", module="tasks.imagenet.train", doc=__doc__, add_options=add_options,
-    presets=Path(__file__).parent / "presets", choose_preset=lambda args: "digits" if args.data is None else "imagenet",
+    presets=Path(__file__).parent / "presets", choose_preset=choose_preset,
     run=train, resolve=resolve,
 )
 

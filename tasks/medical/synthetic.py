@@ -17,6 +17,8 @@ from monai.data.synthetic import create_test_image_2d, create_test_image_3d
 
 from tasks.common.files import atomic_write
 
+from .baseline import best_windows
+
 __all__ = ["SYNTHETIC_AFFINE_DIAG", "intensity_threshold_dice", "write_synthetic_decathlon"]
 
 # Voxel spacing (mm) and axis flips of the files: L and P flipped (an LPS-like affine, as scanners write), so
@@ -102,18 +104,5 @@ def intensity_threshold_dice(images: list[np.ndarray], labels: list[np.ndarray],
                              bins: int = 128) -> float:
     """Mean foreground Dice of the best intensity-window classifier: for each class, the window [lo, hi) of
     intensity quantiles with the highest Dice, chosen on the evaluated data itself (an optimistic reference for
-    what intensity alone can do)."""
-    values = np.concatenate([np.ravel(x) for x in images])
-    target = np.concatenate([np.ravel(y) for y in labels])
-    edges = np.quantile(values, np.linspace(0, 1, bins + 1))
-    which = np.clip(np.searchsorted(edges, values, side="right") - 1, 0, bins - 1)
-    counts = np.stack([np.bincount(which[target == c], minlength=bins) for c in range(num_classes + 1)])
-    cum_all = np.concatenate([[0], np.cumsum(counts.sum(0))])
-    dices = []
-    for c in range(1, num_classes + 1):
-        cum = np.concatenate([[0], np.cumsum(counts[c])])
-        tp = cum[None, :] - cum[:, None]  # [lo, hi]
-        predicted = cum_all[None, :] - cum_all[:, None]
-        dice = np.where(tp > 0, 2 * tp / np.maximum(predicted + cum[-1], 1), 0.0)
-        dices.append(float(dice.max()))
-    return float(np.mean(dices))
+    what intensity alone can do; the task's baseline chooses on the training cases, `tasks.medical.baseline`)."""
+    return float(np.mean([dice for *_, dice in best_windows(images, labels, num_classes, bins)]))

@@ -31,14 +31,18 @@ import torch
 from monai.data import CacheDataset, DataLoader, list_data_collate
 
 from tasks.common import Run, Score, Summary, Task, TaskError, run_main, run_task, save_config
+from tasks.common.baseline import compare_with_baseline
 from tasks.common.files import write_table
+from tasks.common.launch import is_rank_zero
 from tasks.common.lifecycle import build_parser as task_parser
 from tasks.common.measure import StepTimer, interleaved_step_times, peak_memory_mb, reset_peak_memory
 
+from .baseline import BASELINE_NAME, network_view, window_dice
 from .data import build_transforms, check_case, data_config, read_decathlon, split_cases
 from .module import MODELS, SegmentationModule, build_network, size_divisor
 from .predict import predict_files
-from .synthetic import intensity_threshold_dice, write_synthetic_decathlon
+from .sizing import size_to_data
+from .synthetic import write_synthetic_decathlon
 
 
 def add_options(p: argparse.ArgumentParser) -> None:
@@ -93,7 +97,9 @@ def add_options(p: argparse.ArgumentParser) -> None:
     m.add_argument("--drop-path", type=float, default=0.0, help="FocalUNet encoder stochastic depth")
     m.add_argument("--mixer", default="focal", help="FocalUNet token mixer: focal or gnconv (focalmod.models.mixers)")
     o = p.add_argument_group("optimisation")
-    o.add_argument("--max-steps", type=int, default=200, help="optimiser steps (the budget shared by --compare)")
+    o.add_argument("--max-steps", type=int, default=200,
+                   help="optimiser steps (the budget shared by --compare); the decathlon preset leaves it to the data: "
+                        "40 per training case on a CPU, 100 on a GPU (tasks/medical/sizing.py)")
     o.add_argument("--batch-size", type=int, default=2, help="volumes per batch (x --num-samples crops)")
     o.add_argument("--lr", type=float, default=1e-3, help="AdamW peak learning rate")
     o.add_argument("--weight-decay", type=float, default=1e-5, help="AdamW weight decay")
@@ -123,6 +129,14 @@ def resolve_args(args: argparse.Namespace) -> argparse.Namespace:
     if args.intensity == "range" and (args.a_min is None or args.a_max is None or args.a_max <= args.a_min):
         raise TaskError(f"--intensity range needs --a-min < --a-max (e.g. -57 164 for a CT soft-tissue "
                         f"window), got {args.a_min}, {args.a_max}")
+    if args.max_steps is None:
+        if args.data is None:
+            raise TaskError(f"--preset {args.preset} sizes --max-steps to --data; give --data or --max-steps")
+        cases = len(read_decathlon(args.data).training)
+        num_train = cases - min(max(1, round(args.val_frac * cases)), cases - 1)  # as split_cases
+        line = size_to_data(args, num_train, gpu=args.accelerator != "cpu" and torch.cuda.is_available())
+        if is_rank_zero():
+            print(line, flush=True)
     for name in ("max_steps", "batch_size", "num_samples", "feature_size", "sw_batch_size"):
         if getattr(args, name) <= 0:
             raise TaskError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
@@ -217,26 +231,20 @@ def train(run: Run) -> Summary | list[dict[str, Any]] | None:
         "train_cases": len(train_cases), "val_cases": len(val_cases), "dataset": dataset.name,
         "device": str(device), "threads": torch.get_num_threads(),
     }
-    baseline = None
-    if "synthetic" in _dataset_json(root):
-        baseline = Score("best intensity window", _threshold_dice(val_cases, dataset.num_classes - 1))
+    view = build_transforms(cfg, train=False)
+    base_dice, base_per_class = window_dice(network_view(train_cases, view), network_view(val_cases, view),
+                                            dataset.num_classes - 1)
+    baseline = Score(BASELINE_NAME, base_dice)
+    extras["baseline_dice_per_class"] = dict(zip(dataset.class_names[1:], base_per_class))
     if not args.no_predict:
         written = predict_files(module, [c["image"] for c in val_cases], cfg, run.dir / "predictions", device)
         extras["predictions"] = [str(p) for p in written]
         extras["dice_original_space"] = _file_dice(written, val_cases, dataset.num_classes)
-    print(_summary(extras, run.dir), flush=True)
-    return Summary(Score("dice", val["dice"]), data=str(root), split=f"val ({args.val_frac:g} of the training list)",
+    metric = Score("dice", val["dice"])
+    print(f"{_summary(extras, run.dir)}\n{compare_with_baseline(metric, baseline)} (per class: "
+          + ", ".join(f"{k} {v:.3f}" for k, v in extras["baseline_dice_per_class"].items()) + ")", flush=True)
+    return Summary(metric, data=str(root), split=f"val ({args.val_frac:g} of the training list)",
                    params_m=params / 1e6, extras=extras, baseline=baseline)
-
-
-def _dataset_json(root: Path) -> dict:
-    return json.loads((Path(root) / "dataset.json").read_text())
-
-
-def _threshold_dice(cases: list[dict], num_foreground: int) -> float:
-    images = [np.asanyarray(nib.load(c["image"]).dataobj) for c in cases]
-    labels = [np.asanyarray(nib.load(c["label"]).dataobj) for c in cases]
-    return intensity_threshold_dice(images, labels, num_foreground)
 
 
 def _file_dice(predictions: list[Path], cases: list[dict], num_classes: int) -> float:
