@@ -25,17 +25,16 @@ import copy
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from tasks.common import TaskError, make_run_dir, run_main, save_config, write_metrics
 from tasks.common.files import atomic_write, markdown_table, write_csv
 
 from . import targets as perf_targets
-from ._timing import TIMERS, environment, interleave, median, set_threads
+from ._timing import TIMERS, environment, inference_call, interleave, median, set_threads, train_step_call
 
 DEFAULT_MODELS = ("tiny_srf", "small_srf", "base_srf")
 LAYOUTS = {"nchw": torch.contiguous_format, "channels_last": torch.channels_last}
@@ -160,27 +159,6 @@ def build_pair(variant: str, dtype: torch.dtype, seed: int) -> tuple[nn.Module, 
     return ours.to(dtype), reference.to(dtype)
 
 
-def _infer_fn(model: nn.Module, x: torch.Tensor) -> Callable[[], object]:
-    def run() -> object:
-        with torch.inference_mode():
-            return model(x)
-
-    return run
-
-
-def _train_fn(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable[[], object]:
-    optimizer = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
-
-    def run() -> object:
-        optimizer.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(model(x).float(), y)
-        loss.backward()
-        optimizer.step()
-        return loss
-
-    return run
-
-
 def time_pair(
     ours: nn.Module,
     reference: nn.Module,
@@ -204,9 +182,9 @@ def time_pair(
         runnable = torch.compile(model) if compiled else model
         if mode == "train":
             y = torch.randint(0, model.num_classes, (batch,))
-            fns[name] = _train_fn(runnable, x, y)
+            fns[name] = train_step_call(runnable, x, y)
         else:
-            fns[name] = _infer_fn(runnable, x)
+            fns[name] = inference_call(runnable, x)
     times = interleave(fns, repeats=args.repeats, warmup=args.warmup + int(compiled), timer=args.timer)
     ours_s, timm_s = median(times["ours"]), median(times["timm"])
     return Row(

@@ -30,12 +30,11 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 import focalmod
 
-from ._timing import interleave, median
+from ._timing import inference_call, interleave, median, train_step_call
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = "convnext_tiny"
@@ -102,26 +101,8 @@ def top1_agreement(reference: Callable, candidate: Callable, inputs: torch.Tenso
     return agree / len(inputs)
 
 
-def _infer(model: Callable, x: torch.Tensor) -> Callable[[], object]:
-    def run() -> object:
-        with torch.inference_mode():
-            return model(x)
-
-    return run
-
-
 def _train(model: nn.Module, x: torch.Tensor, num_classes: int) -> Callable[[], object]:
-    y = torch.randint(0, num_classes, (x.shape[0],), device=x.device)
-    optimizer = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
-
-    def run() -> object:
-        optimizer.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(model(x).float(), y)
-        loss.backward()
-        optimizer.step()
-        return loss
-
-    return run
+    return train_step_call(model, x, torch.randint(0, num_classes, (x.shape[0],), device=x.device))
 
 
 def _compiled(model: nn.Module, device: torch.device) -> Callable:
@@ -156,16 +137,17 @@ def measure_variant(ours: nn.Module, timm_model: nn.Module, convnext: nn.Module,
         x = x_cpu.to(device).contiguous(memory_format=fmt)
         eager_ours[lay] = focalmod.optimize(copy.deepcopy(ours), device, inference=True,
                                             channels_last=lay == "channels_last")
-        fns[f"ours/{lay}"] = _infer(eager_ours[lay], x)
+        fns[f"ours/{lay}"] = inference_call(eager_ours[lay], x)
         for name, model in plain.items():
-            fns[f"{name}/{lay}"] = _infer(copy.deepcopy(model).to(device, memory_format=fmt), x)
+            fns[f"{name}/{lay}"] = inference_call(copy.deepcopy(model).to(device, memory_format=fmt), x)
     fmt = LAYOUTS[args.compile_layout]
     x = x_cpu.to(device).contiguous(memory_format=fmt)
     if not args.no_compile:
-        fns["ours_compiled"] = _infer(focalmod.optimize(copy.deepcopy(ours), device, compile=True,
+        fns["ours_compiled"] = inference_call(focalmod.optimize(copy.deepcopy(ours), device, compile=True,
                                                         channels_last=args.compile_layout == "channels_last"), x)
         for name, model in plain.items():
-            fns[f"{name}_compiled"] = _infer(_compiled(copy.deepcopy(model).to(device, memory_format=fmt), device), x)
+            model = _compiled(copy.deepcopy(model).to(device, memory_format=fmt), device)
+            fns[f"{name}_compiled"] = inference_call(model, x)
     bf16 = {"ours_bf16": focalmod.optimize(copy.deepcopy(ours), device, dtype=torch.bfloat16,
                                            channels_last=args.compile_layout == "channels_last")}
     if not args.no_compile:
@@ -173,7 +155,7 @@ def measure_variant(ours: nn.Module, timm_model: nn.Module, convnext: nn.Module,
                                                        compile=True,
                                                        channels_last=args.compile_layout == "channels_last")
     for name, model in bf16.items():
-        fns[name] = _infer(model, x.to(torch.bfloat16))
+        fns[name] = inference_call(model, x.to(torch.bfloat16))
     # compiled candidates compile in their first (warm-up) call
     times = interleave(fns, repeats=args.repeats, warmup=args.warmup + 1, timer=args.timer, sync=sync)
     img_s = {k: args.batch / median(v) for k, v in times.items()}

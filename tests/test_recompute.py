@@ -10,26 +10,12 @@ import torch
 from timm.layers import Mlp
 
 import focalmod
+from benchmarks.targets import saved_activation_bytes
 from focalmod.layers import FocalModulation
 from focalmod.layers.recompute import RecomputeFocalModulation, RecomputeMlp, use_recompute
 from focalmod.models.optimize import restore_plain
 
 SMALL = dict(embed_dim=16, depths=(1, 1, 2, 1), num_classes=5, drop_path_rate=0.0)
-
-
-def saved_activation_bytes(model: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """Output of ``model(x)`` and the bytes of the distinct storages autograd saved for backward, parameters
-    excluded."""
-    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    storages: dict[int, int] = {}
-
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        out = model(x)
-    return out, sum(n for ptr, n in storages.items() if ptr not in params)
 
 
 def _randomize(model: torch.nn.Module) -> None:  # away from init (zero biases, unit norms) so every term matters
@@ -40,8 +26,8 @@ def _randomize(model: torch.nn.Module) -> None:  # away from init (zero biases, 
 
 def _grads_match(plain: torch.nn.Module, other: torch.nn.Module, x: torch.Tensor) -> tuple[int, int]:
     x1, x2 = x.clone().requires_grad_(), x.clone().requires_grad_()
-    out1, bytes1 = saved_activation_bytes(plain, x1)
-    out2, bytes2 = saved_activation_bytes(other, x2)
+    bytes1, bytes2 = saved_activation_bytes(plain, x1), saved_activation_bytes(other, x2)
+    out1, out2 = plain(x1), other(x2)
     torch.testing.assert_close(out2, out1, rtol=0, atol=0)
     target = torch.randn_like(out1)
     (out1 * target).sum().backward()
