@@ -8,8 +8,11 @@ from __future__ import annotations
 import os
 import platform
 import statistics
+from typing import Callable
 
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from tasks.common.measure import TIMERS, interleave, time_call  # noqa: F401  (re-exported)
 
@@ -63,3 +66,27 @@ def environment(device: str = "cpu") -> dict[str, str | int]:
     except OSError:
         pass
     return env
+
+
+def inference_call(model: Callable[[torch.Tensor], object], x: torch.Tensor) -> Callable[[], object]:
+    """One timed inference call: ``model(x)`` under `torch.inference_mode`."""
+
+    def run() -> object:
+        with torch.inference_mode():
+            return model(x)
+
+    return run
+
+
+def train_step_call(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable[[], object]:
+    """One timed training step: SGD (momentum .9), cross-entropy in fp32, gradients reset each call."""
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
+
+    def run() -> object:
+        optimizer.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(model(x).float(), y)
+        loss.backward()
+        optimizer.step()
+        return loss
+
+    return run

@@ -3,12 +3,19 @@
     python -m benchmarks.focalnet_vs_timm                      # tiny/small/base SRF, batch 8 and 1, train, 2 layouts
     python -m benchmarks.focalnet_vs_timm --quick --models tiny_srf
     python -m benchmarks.focalnet_vs_timm --compile --threads 2 --out runs/bench/compiled
+    python -m benchmarks.focalnet_vs_timm --targets --models tiny_srf --threads 1 --timer cpu   # issue 16's table
+    python -m benchmarks.focalnet_vs_timm --targets --quick --img-size 64 --batch 2          # does it run (~min)
+    python -m benchmarks.focalnet_vs_timm --targets --device cuda --batch 64                 # GPU: bf16, compile
 
 For every (variant, layout, compile) it times inference at `--batch` and at batch 1 and one training step
 (forward + backward + SGD step) at `--train-batch`, alternating ours and timm call by call so that load from other
 processes hits both alike, and reports medians and the ratio ours/timm of throughput (> 1: ours is faster).
 timm's weights are loaded into ours, and the logits are compared before timing. Writes `results.csv`,
 `results.md`, `config.yaml` and `metrics.json` to `runs/bench/<timestamp>/` (or `--out`).
+
+`--targets` instead measures the columns of issue 16's table side by side in one run - eager, training step,
+compiled, bf16 (with top-1 agreement), activation bytes saved for backward and peak memory - against timm's FocalNet
+and timm's ConvNeXt-T (equal GMACs), see `benchmarks/targets.py`; it writes `targets.md` / `targets.csv`.
 """
 
 from __future__ import annotations
@@ -18,16 +25,16 @@ import copy
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from tasks.common import TaskError, make_run_dir, run_main, save_config, write_metrics
 from tasks.common.files import atomic_write, markdown_table, write_csv
 
-from ._timing import TIMERS, environment, interleave, median, set_threads
+from . import targets as perf_targets
+from ._timing import TIMERS, environment, inference_call, interleave, median, set_threads, train_step_call
 
 DEFAULT_MODELS = ("tiny_srf", "small_srf", "base_srf")
 LAYOUTS = {"nchw": torch.contiguous_format, "channels_last": torch.channels_last}
@@ -96,6 +103,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--dtype", choices=sorted(DTYPES), default="float32", help="parameter and input dtype (default float32)"
     )
     p.add_argument("--seed", type=int, default=0, help="seed for the shared weights and inputs (default 0)")
+    p.add_argument("--targets", action="store_true",
+                   help="measure issue 16's target ratios (eager, train, compiled, bf16 + top-1 agreement, activation "
+                   "bytes, peak memory) against timm's FocalNet and ConvNeXt-T, side by side (benchmarks/targets.py)")
+    p.add_argument("--device", default="cpu", help="--targets: cpu or cuda (default cpu)")
+    p.add_argument("--compile-layout", choices=sorted(LAYOUTS), default="channels_last",
+                   help="--targets: memory layout of the compiled and bf16 candidates (default channels_last)")
+    p.add_argument("--no-compile", action="store_true", help="--targets: skip the compiled candidates")
+    p.add_argument("--agree-samples", type=int, default=None,
+                   help="--targets: fixed inputs for the bf16 top-1 agreement (default 200, quick 16)")
     p.add_argument("--out", type=Path, default=None, help="run directory (default: runs/bench/<timestamp>)")
     return p
 
@@ -143,27 +159,6 @@ def build_pair(variant: str, dtype: torch.dtype, seed: int) -> tuple[nn.Module, 
     return ours.to(dtype), reference.to(dtype)
 
 
-def _infer_fn(model: nn.Module, x: torch.Tensor) -> Callable[[], object]:
-    def run() -> object:
-        with torch.inference_mode():
-            return model(x)
-
-    return run
-
-
-def _train_fn(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable[[], object]:
-    optimizer = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
-
-    def run() -> object:
-        optimizer.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(model(x).float(), y)
-        loss.backward()
-        optimizer.step()
-        return loss
-
-    return run
-
-
 def time_pair(
     ours: nn.Module,
     reference: nn.Module,
@@ -187,9 +182,9 @@ def time_pair(
         runnable = torch.compile(model) if compiled else model
         if mode == "train":
             y = torch.randint(0, model.num_classes, (batch,))
-            fns[name] = _train_fn(runnable, x, y)
+            fns[name] = train_step_call(runnable, x, y)
         else:
-            fns[name] = _infer_fn(runnable, x)
+            fns[name] = inference_call(runnable, x)
     times = interleave(fns, repeats=args.repeats, warmup=args.warmup + int(compiled), timer=args.timer)
     ours_s, timm_s = median(times["ours"]), median(times["timm"])
     return Row(
@@ -242,6 +237,14 @@ def resolve(args: argparse.Namespace) -> argparse.Namespace:
     args.model_list = _split(args.models, None, "--models")
     args.layout_list = _split(args.layouts, list(LAYOUTS), "--layouts")
     args.mode_list = _split(args.modes, list(MODES), "--modes")
+    if args.agree_samples is None:
+        args.agree_samples = 16 if args.quick else 200
+    if args.agree_samples < 1:
+        raise TaskError(f"--agree-samples must be >= 1, got {args.agree_samples}")
+    if args.device not in ("cpu", "cuda") and not args.device.startswith("cuda:"):
+        raise TaskError(f"--device must be cpu or cuda[:N], got {args.device!r}")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise TaskError(f"--device {args.device}: CUDA is not available in this torch build / machine")
     if args.threads is not None and args.threads < 1:
         raise TaskError(f"--threads must be >= 1, got {args.threads}")
     return args
@@ -254,9 +257,12 @@ def main(argv: Sequence[str] | None = None) -> list[Row]:
     config = {k: v for k, v in vars(args).items() if not k.endswith("_list")}
     save_config(run_dir, config)
     dtype = DTYPES[args.dtype]
+    ours = "focalmod.optimize fast path" if args.fast_path or args.targets else "plain path"
     header: dict[str, object] = {**environment(), "dtype": args.dtype, "img_size": args.img_size, "timer": args.timer,
-                                 "ours": "focalmod.optimize fast path" if args.fast_path else "plain path"}
+                                 "ours": ours}
     print("\n".join(f"{k}: {v}" for k, v in header.items()), flush=True)
+    if args.targets:
+        return run_targets(args, run_dir, header)
 
     rows: list[Row] = []
     parity: dict[str, float] = {}
@@ -297,6 +303,31 @@ def main(argv: Sequence[str] | None = None) -> list[Row]:
         f"done in {time.perf_counter() - start:.0f} s: {len(rows)} rows, lowest ratio {worst.ratio:.3f} "
         f"({worst.model} {worst.mode} {worst.layout}); results in {run_dir}"
     )
+    return rows
+
+
+def run_targets(args: argparse.Namespace, run_dir: Path, header: dict[str, object]) -> list:
+    """`--targets`: one `benchmarks.targets.TargetRow` per variant; writes targets.md, targets.csv, metrics.json."""
+    header.update(device=args.device, batch=args.batch,
+                  train_batch=args.train_batch, layouts=args.layouts, compile_layout=args.compile_layout,
+                  agree_samples=args.agree_samples, repeats_x_warmup=f"{args.repeats} x {args.warmup}")
+    start = time.perf_counter()
+    rows = []
+    for variant in args.model_list:
+        try:
+            models = perf_targets.build_models(variant, args.seed)
+        except (RuntimeError, ValueError) as err:
+            raise TaskError(f"--models: cannot build focalnet_{variant}: {err}") from None
+        rows.append(perf_targets.measure_variant(*models, args, variant))
+        print(perf_targets.markdown(rows[-1:]), flush=True)
+    header["runtime_min"] = f"{(time.perf_counter() - start) / 60:.1f}"
+    text = "\n".join(["# Issue 16 targets: our FocalNet vs timm's FocalNet and ConvNeXt-T, one run", "",
+                      *(f"- {k}: {v}" for k, v in header.items()), "", perf_targets.markdown(rows)])
+    atomic_write(run_dir / "targets.md", text)
+    flat = [{k: v for k, v in asdict(r).items() if not isinstance(v, dict)} for r in rows]
+    write_csv(run_dir / "targets.csv", flat, list(flat[0]))
+    write_metrics(run_dir, {"environment": header, "targets": [asdict(r) for r in rows]})
+    print(f"results in {run_dir}")
     return rows
 
 

@@ -108,6 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR",
                    help="continue a stopped report run in RUN_DIR: repeat its command with --resume; measurements "
                         "recorded in RUN_DIR/progress.jsonl with the same settings are reused, the rest measured")
+    p.add_argument("--targets", nargs="*", default=None, metavar="VARIANT",
+                   help="also measure issue 16's performance targets for these FocalNet variants (default with no "
+                        "value: tiny_srf) side by side with timm's FocalNet and ConvNeXt-T (`python -m "
+                        "benchmarks.focalnet_vs_timm --targets`, same device/batch/threads/timer/repeats)")
     p.add_argument("--publish", action="store_true",
                    help="also copy report.md, the CSVs and the plots to benchmarks/results/<device>/ (committed)")
     return p
@@ -311,7 +315,7 @@ def interpretability_section(acc_rows: list[dict[str, Any]]) -> list[str]:
 def write_report(out: Path, env: dict[str, str], s: measure.Settings, plan: dict[str, Any],
                  bench_rows: list[dict[str, Any]], sweep_rows: list[dict[str, Any]],
                  slope_rows: list[dict[str, Any]], acc_rows: list[dict[str, Any]] | None,
-                 images: dict[str, Path | None], runtime_s: float) -> Path:
+                 images: dict[str, Path | None], runtime_s: float, targets_md: str | None = None) -> Path:
     """report.md: header (hardware, versions, settings), model table, sweeps with slopes, accuracy, plots."""
     lines = [f"# focalmod benchmark report ({env['device']}, {s.tag()})", ""]
     lines += [f"- **{k}**: {v}" for k, v in env.items()]
@@ -335,6 +339,11 @@ def write_report(out: Path, env: dict[str, str], s: measure.Settings, plan: dict
     ]
     if images.get("throughput"):
         lines += [f"![throughput]({images['throughput'].name})", ""]
+    if targets_md is not None:
+        lines += ["## Performance targets (issue 16)", "",
+                  "Ratios measured side by side in one run by `python -m benchmarks.focalnet_vs_timm --targets` "
+                  "(its settings in `targets/targets.md`); > 1 faster for speed ratios, < 1 smaller for memory.", "",
+                  targets_md, ""]
     if sweep_rows:
         slope_body = [[r["kind"], r["name"], f"{r['spatial_dims']}D", r["slope_time"], r["slope_gmacs"], r["points"],
                        r["tokens_range"], r["stopped"]] for r in slope_rows]
@@ -454,6 +463,10 @@ def run(argv: Sequence[str] | None = None) -> Path:
         write_csv(out / "scaling.csv", sweep_rows, scaling.SCALING_COLUMNS)
         write_csv(out / "scaling_slopes.csv", slope_rows, scaling.SLOPE_COLUMNS)
 
+    targets_md = None
+    if args.targets is not None:
+        targets_md = run_targets(args.targets or ["tiny_srf"], s, out / "targets")
+
     acc_rows = None
     if plan["accuracy"]:
         acc_rows = accuracy.run_accuracy(args.accuracy_tasks, out, args.quick, args.accuracy_timeout,
@@ -476,11 +489,24 @@ def run(argv: Sequence[str] | None = None) -> Path:
                 ylabel="peak allocated MiB, batch 1")
     plan["reused"], plan["reused_seconds"] = progress.reused, progress.reused_seconds
     report = write_report(out, env, s, plan, bench_rows, sweep_rows, slope_rows, acc_rows, images,
-                          time.perf_counter() - start)
+                          time.perf_counter() - start, targets_md)
     print(f"report: {report} ({(time.perf_counter() - start) / 60:.1f} min)")
     if args.publish:
         print(f"published: {publish(out, device_slug(s))}")
     return report
+
+
+def run_targets(variants: list[str], s: measure.Settings, out: Path) -> str:
+    """Issue 16's target table for `variants` (`benchmarks.focalnet_vs_timm --targets` with this report's device,
+    batch, threads, timer and repeats); returns its Markdown."""
+    from . import focalnet_vs_timm, targets
+
+    argv = ["--targets", "--models", ",".join(variants), "--device", s.device, "--batch", str(s.batch_size),
+            "--img-size", str(s.img_size or 224), "--repeats", str(s.repeats), "--warmup", str(s.warmup),
+            "--timer", s.timer, "--out", str(out)]
+    if s.threads is not None:
+        argv += ["--threads", str(s.threads)]
+    return targets.markdown(focalnet_vs_timm.main(argv))
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -302,3 +302,23 @@ def test_shapes_accuracy_rows_build_every_backbone(tmp_path, monkeypatch):
     assert [r["model"] for r in rows] == ["focalnet", "hornet", "convnext", "swin"]
     assert all(r["status"] == "ok" and r["metric"] == "bbox/AP50" and 0 <= r["score"] <= 1 for r in rows), rows
     assert len({r["params_M"] for r in rows}) == 4  # four different backbones were built
+
+
+def test_report_targets_section_passes_the_report_settings(tmp_path, monkeypatch):
+    """`report --targets`: runs `focalnet_vs_timm --targets` with the report's device/batch/threads/timer and embeds
+    its table (the measurement itself is exercised in test_focalnet_vs_timm.py)."""
+    from benchmarks import focalnet_vs_timm, targets
+
+    calls = []
+    row = targets.TargetRow("tiny_srf", *([1.0] * 6), "ours_bf16", 0.5, 0.7, 0.9, *([1.0] * 4),
+                            img_s={}, act_bytes={}, peak_bytes={}, layouts={})
+    monkeypatch.setattr(focalnet_vs_timm, "main", lambda argv: calls.append(argv) or [row])
+    path = report.run(["--models", "resnet18", "--device", "cpu", "--img-size", "32", "--batch-size", "2",
+                       "--warmup", "0", "--repeats", "1", "--no-memory", "--no-accuracy", "--no-sweep", "--threads",
+                       "1", "--timer", "cpu", "--targets", "--out", str(tmp_path)])
+    (argv,) = calls
+    assert argv[:3] == ["--targets", "--models", "tiny_srf"]
+    for option, value in (("--batch", "2"), ("--threads", "1"), ("--timer", "cpu"), ("--device", "cpu")):
+        assert argv[argv.index(option) + 1] == value
+    text = path.read_text()
+    assert "## Performance targets (issue 16)" in text and "| bf16_top1_agreement | 0.500 | >= 0.99 | no" in text

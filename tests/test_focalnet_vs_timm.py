@@ -51,3 +51,22 @@ def test_benchmark_times_the_optimized_fast_path(tmp_path):
     rows = main(args)
     assert len(rows) == 2 and all(r.ratio > 0 for r in rows)
     assert "- ours: focalmod.optimize fast path" in (tmp_path / "results.md").read_text()
+
+
+def test_targets_table_runs_side_by_side(tmp_path):
+    """`--targets` (issue 16's table): every ratio present, saved bytes counted, no timing asserted."""
+    import math
+
+    from benchmarks.targets import TARGETS
+
+    args = ["--targets", "--models", "tiny_srf", "--img-size", "32", "--batch", "2", "--repeats", "1", "--warmup", "0",
+            "--layouts", "nchw", "--no-compile", "--agree-samples", "4", "--threads", "1", "--out", str(tmp_path)]
+    (row,) = main(args)
+    assert 0 <= row.bf16_top1_agreement <= 1 and row.bf16_path == "ours_bf16"
+    assert row.act_bytes_vs_timm < 0.8  # recompute saves fewer bytes than timm's FocalNet (same weights)
+    assert all(v > 0 for v in row.act_bytes.values()) and all(v > 0 for v in row.peak_bytes.values())
+    assert math.isnan(row.compiled_vs_timm_compiled)  # --no-compile: reported as n/a, not invented
+    text = (tmp_path / "targets.md").read_text()
+    assert all(f"| {column} |" in text for column in TARGETS) and "| compiled_vs_timm_compiled | nan |" in text
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["targets"][0]["model"] == "tiny_srf" and "convnext/nchw" in metrics["targets"][0]["img_s"]

@@ -21,6 +21,7 @@ from typing import Any, Callable
 
 import torch
 from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.models import (
     PretrainedCfg,
     build_model_with_cfg,
@@ -52,6 +53,23 @@ class ModelSpec:
     gmacs: float | None = None  # published GMACs (multiply-add = 1) at pretrained_cfg["input_size"]
     notes: str = ""
     weights: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def imagenet_cfg(**kwargs: Any) -> dict[str, Any]:
+    """The default cfg of an ImageNet classifier with a `stem.proj` first conv and a `head.fc` classifier (FocalNet,
+    HorNet); `kwargs` add or replace entries."""
+    return {
+        "input_size": (3, 224, 224),
+        "crop_pct": 0.875,
+        "interpolation": "bicubic",
+        "mean": IMAGENET_DEFAULT_MEAN,
+        "std": IMAGENET_DEFAULT_STD,
+        "first_conv": "stem.proj",
+        "classifier": "head.fc",
+        "num_classes": 1000,
+        "license": "mit",
+        **kwargs,
+    }
 
 
 def register_spec(spec: ModelSpec) -> ModelSpec:

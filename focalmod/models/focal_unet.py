@@ -29,7 +29,9 @@ from ..layers._nd import (
     to_channels_first,
     to_channels_last,
 )
-from .focalnet import FocalNet, _per_stage
+from .backbone import per_stage
+from .focalnet import FocalNet
+from .mixers import check_mixer, mixer_layers
 
 __all__ = ["FocalUNet", "PatchExpand"]
 
@@ -72,13 +74,14 @@ class _FocalDecoder(nn.Module):
     """The paper's asymmetric decoder: bottleneck expand, one level per skip (deepest first), final x`patch_size`."""
 
     def __init__(self, dims: list[int], spatial_dims: int, patch_size: int, out_channels: int, depth: int,
-                 focal_levels: list[int], focal_windows: list[int], mlp_ratio: float) -> None:
+                 focal_levels: list[int], focal_windows: list[int], mlp_ratio: float, mixer: str = "focal") -> None:
         super().__init__()
         self.has_skips = len(dims) > 1
         self.bottleneck_expand = PatchExpand(dims[-1], dims[-2], spatial_dims) if self.has_skips else nn.Identity()
+        mixer_layer = [None] * len(dims) if mixer == "focal" else mixer_layers(mixer, dims)  # as in the encoder
         self.levels = nn.ModuleList(
             _FocalDecoderLevel(dims[i], spatial_dims, depth, expand=i > 0, focal_level=focal_levels[i],
-                               focal_window=focal_windows[i], mlp_ratio=mlp_ratio)
+                               focal_window=focal_windows[i], mlp_ratio=mlp_ratio, mixer_layer=mixer_layer[i])
             for i in reversed(range(len(dims) - 1))
         )
         self.final_expand = PatchExpand(dims[0], dims[0], spatial_dims, scale=patch_size)
@@ -149,8 +152,8 @@ class FocalUNet(nn.Module):
         mlp_ratio: MLP width of every FocalNet block.
         norm_name: MONAI norm of the unetr decoder blocks.
         use_conv_embed: overlapping stem/downsamples in the encoder (FocalNet's `use_conv_embed`).
-        mixer: token mixer of every FocalNet block: ``"focal"`` (focal modulation) or ``"gnconv"`` (HorNet's, swapped
-            in by `focalmod.models.mixers.swap_mixer` for controlled comparisons).
+        mixer: token mixer of every FocalNet block (encoder and decoder): ``"focal"`` (focal modulation) or
+            ``"gnconv"`` (HorNet's, order 2, 3, 4, 5 by width, for controlled comparisons).
         encoder_kwargs: extra `FocalNet` constructor arguments (e.g. ``use_post_norm=True``).
 
     The encoder is `self.encoder` (a `FocalNet` without head): ``focalmod.load_checkpoint(net.encoder, path,
@@ -186,14 +189,15 @@ class FocalUNet(nn.Module):
         depths = tuple(depths) if isinstance(depths, (list, tuple)) else depths
         if not isinstance(depths, tuple) or not depths or any(not isinstance(d, int) or d <= 0 for d in depths):
             raise ValueError(f"depths must be a non-empty sequence of positive ints, got {depths!r}")
-        levels = _per_stage("focal_levels", focal_levels, len(depths))
-        windows = _per_stage("focal_windows", focal_windows, len(depths))
+        levels = per_stage("focal_levels", focal_levels, len(depths))
+        windows = per_stage("focal_windows", focal_windows, len(depths))
         if any(not isinstance(v, int) or v < 1 for v in levels):
             raise ValueError(f"focal_levels must be positive ints, got {focal_levels!r}")
         if any(not isinstance(v, int) or v < 1 for v in windows):
             raise ValueError(f"focal_windows must be positive ints, got {focal_windows!r}")
         if not 0.0 <= drop_path_rate < 1.0:
             raise ValueError(f"drop_path_rate must be in [0, 1), got {drop_path_rate!r}")
+        check_mixer(mixer)
         if decoder not in DECODERS:
             raise ValueError(f"decoder must be one of {DECODERS}, got {decoder!r}")
         if decoder == "auto":
@@ -208,7 +212,7 @@ class FocalUNet(nn.Module):
         self.encoder = FocalNet(
             spatial_dims=spatial_dims, in_chans=in_channels, num_classes=0, global_pool="",
             embed_dim=feature_size, depths=depths, mlp_ratio=mlp_ratio, focal_levels=levels, focal_windows=windows,
-            patch_size=patch_size, use_conv_embed=use_conv_embed, drop_path_rate=drop_path_rate,
+            patch_size=patch_size, use_conv_embed=use_conv_embed, drop_path_rate=drop_path_rate, mixer=mixer,
             **(encoder_kwargs or {}),
         )
         dims = list(self.encoder.embed_dim)
@@ -216,15 +220,11 @@ class FocalUNet(nn.Module):
         self.skip_norms = nn.ModuleList(LayerNormNd(d) for d in dims[:-1])
         if decoder == "focal":
             self.decoder = _FocalDecoder(dims, spatial_dims, patch_size, out_channels, decoder_depth, levels,
-                                         windows, mlp_ratio)
+                                         windows, mlp_ratio, mixer)
             self.size_divisor = patch_size * 2 ** (len(depths) - 1)
         else:
             self.decoder = _UnetrDecoder(dims, spatial_dims, patch_size, in_channels, out_channels, norm_name)
             self.size_divisor = patch_size * 2 ** len(depths)
-        if mixer != "focal":
-            from .mixers import swap_mixer  # the mixer switch is optional; import only when asked
-
-            swap_mixer(self, mixer)
 
     def check_input_size(self, spatial_shape: Sequence[int]) -> None:
         """Raise a ValueError unless every side of `spatial_shape` is a positive multiple of `size_divisor`."""

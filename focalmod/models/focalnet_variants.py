@@ -15,28 +15,11 @@ to `create_model` to reproduce timm's outputs.
 """
 from __future__ import annotations
 
-from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-
-from ._registry import ModelSpec, register_spec
+from ._registry import ModelSpec, imagenet_cfg, register_spec
 from .focalnet import FocalNet
 
 T, S = (2, 2, 6, 2), (2, 2, 18, 2)
 LARGE = dict(use_conv_embed=True, use_post_norm=True, layerscale_value=1e-4)
-
-
-def _cfg(**kwargs) -> dict:
-    return {
-        "input_size": (3, 224, 224),
-        "crop_pct": 0.875,
-        "interpolation": "bicubic",
-        "mean": IMAGENET_DEFAULT_MEAN,
-        "std": IMAGENET_DEFAULT_STD,
-        "first_conv": "stem.proj",
-        "classifier": "head.fc",
-        "num_classes": 1000,
-        "license": "mit",
-        **kwargs,
-    }
 
 
 # name: (constructor kwargs, params M, GMACs@224 (None where no official number), drop_path_rate)
@@ -98,7 +81,7 @@ def _weights(name: str) -> dict[str, dict]:
 for _name, (_kwargs, _params, _gmacs, _dpr) in _VARIANTS_2D.items():
     _pool = (14, 14) if _name.endswith("_iso") else (7, 7)  # pool_size: the final map at 224 (stride 16 / 32)
     register_spec(
-        ModelSpec(_name, FocalNet, dict(_kwargs, drop_path_rate=_dpr), _cfg(pool_size=_pool), _params, _gmacs,
+        ModelSpec(_name, FocalNet, dict(_kwargs, drop_path_rate=_dpr), imagenet_cfg(pool_size=_pool), _params, _gmacs,
                   weights=_weights(_name))
     )
 
@@ -116,6 +99,6 @@ for _name, (_dims, _kwargs, _size) in _VARIANTS_ND.items():
             _name,
             FocalNet,
             dict(_kwargs, spatial_dims=_dims, drop_path_rate=0.1),
-            _cfg(input_size=_size, mean=None, std=None, interpolation=None, crop_pct=None),
+            imagenet_cfg(input_size=_size, mean=None, std=None, interpolation=None, crop_pct=None),
         )
     )

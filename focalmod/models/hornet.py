@@ -8,22 +8,31 @@ between stages sits at the start of each stage (`stages.{i}.downsample.{norm,pro
 `mlp.fc1/fc2`, and the final norm (applied after pooling, as in the official code) is `head.norm`.
 """
 from collections import OrderedDict
-from typing import Sequence
+from functools import partial
+from typing import List, Sequence, Tuple
 
 import torch
-from timm.layers import DropPath, LayerScale, Mlp, trunc_normal_
-from timm.models import checkpoint
-from timm.models._features import feature_take_indices
 from torch import nn
 
 from ..layers import ClassifierHead, Downsample, GnConv, LayerNormNd, conv_nd
-from ..layers._nd import check_channels_first, check_spatial_dims, checks_apply, to_channels_first, to_channels_last
+from ..layers._nd import to_channels_first, to_channels_last
+from ..layers.mixer_block import MixerBlock
+from .backbone import HierarchicalBackbone, Stage, build_stages, init_weights, per_stage, stage_dims
+from .mixers import check_mixer, mixer_layers
 
 __all__ = ["HorNet", "HorNetBlock", "HorNetStage", "NormClassifierHead"]
 
+HorNetStage = Stage  # the stage class of every hierarchical backbone (downsample, then blocks)
 
-class HorNetBlock(nn.Module):
-    """`(B, dim, *S)` -> same. ``x + DP(ls1(gnconv(norm1(x))))``, then ``x + DP(ls2(mlp(norm2(x))))``."""
+
+class HorNetBlock(MixerBlock):
+    """`(B, dim, *S)` -> same. ``x + DP(ls1(gnconv(norm1(x))))``, then ``x + DP(ls2(mlp(norm2(x))))``.
+
+    A `MixerBlock` whose mixer (key `gnconv`) is a `GnConv` of `order` with spatial filter `mixer` ('dw7' or 'gf');
+    `mixer_layer` puts another token mixer in that slot instead. `layerscale_value` None or 0: no layer scale.
+    """
+
+    mixer_name = "gnconv"
 
     def __init__(
         self,
@@ -37,76 +46,17 @@ class HorNetBlock(nn.Module):
         layerscale_value: float | None = 1e-6,
         drop_path: float = 0.0,
         norm_eps: float = 1e-6,
+        mixer_layer=None,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
-        super().__init__()
-        dd = {"device": device, "dtype": dtype}
-        self.dim, self.spatial_dims = dim, spatial_dims
-        self.norm1 = nn.LayerNorm(dim, eps=norm_eps, **dd)
-        self.gnconv = GnConv(dim, order, spatial_dims, mixer=mixer, gf_size=gf_size, scale=scale, **dd)
-        self.ls1 = LayerScale(dim, layerscale_value, **dd) if layerscale_value else nn.Identity()
-        self.drop_path1 = DropPath(drop_path) if drop_path > 0.0 else nn.Identity()
-        self.norm2 = nn.LayerNorm(dim, eps=norm_eps, **dd)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer=nn.GELU, **dd)
-        self.ls2 = LayerScale(dim, layerscale_value, **dd) if layerscale_value else nn.Identity()
-        self.drop_path2 = DropPath(drop_path) if drop_path > 0.0 else nn.Identity()
+        if mixer_layer is None:
+            mixer_layer = partial(GnConv, order=order, mixer=mixer, gf_size=gf_size, scale=scale)
+        super().__init__(dim, mixer_layer, spatial_dims, mlp_ratio, layerscale_value=layerscale_value or None,
+                         drop_path=drop_path, norm_eps=norm_eps, device=device, dtype=dtype)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not torch.jit.is_scripting():
-            if checks_apply(x):
-                check_channels_first(type(self).__name__, x, self.dim, self.spatial_dims, self.norm1.weight.dtype)
-        return to_channels_first(self.forward_channels_last(to_channels_last(x)))
-
-    def forward_channels_last(self, x: torch.Tensor) -> torch.Tensor:
-        """`x`: `(B, *S, dim)` -> `(B, *S, dim)`."""
-        x = x + self.drop_path1(self.ls1(self.gnconv.forward_channels_last(self.norm1(x))[0]))
-        return x + self.drop_path2(self.ls2(self.mlp(self.norm2(x))))
-
-
-class HorNetStage(nn.Module):
-    """Optional LayerNorm + stride-2 conv downsample (official order: norm first), then `depth` blocks."""
-
-    def __init__(
-        self,
-        in_dim: int,
-        out_dim: int,
-        depth: int,
-        spatial_dims: int = 2,
-        downsample: bool = True,
-        drop_path: Sequence[float] = (),
-        norm_eps: float = 1e-6,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-        **block_kwargs,
-    ) -> None:
-        super().__init__()
-        dd = {"device": device, "dtype": dtype}
-        self.grad_checkpointing = False
-        self.downsample = (
-            nn.Sequential(
-                OrderedDict(
-                    norm=LayerNormNd(in_dim, eps=norm_eps, **dd),
-                    proj=conv_nd(spatial_dims)(in_dim, out_dim, 2, stride=2, **dd),
-                )
-            )
-            if downsample
-            else nn.Identity()
-        )
-        drop_path = list(drop_path) or [0.0] * depth
-        self.blocks = nn.ModuleList(
-            HorNetBlock(out_dim, spatial_dims, drop_path=drop_path[i], norm_eps=norm_eps, **block_kwargs, **dd)
-            for i in range(depth)
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = to_channels_last(self.downsample(x))
-        for block in self.blocks:
-            if self.grad_checkpointing and not torch.jit.is_scripting():
-                x = checkpoint(block.forward_channels_last, x)
-            else:
-                x = block.forward_channels_last(x)
-        return to_channels_first(x)
+    def _mix(self, x: torch.Tensor) -> torch.Tensor:
+        return self.gnconv.forward_channels_last(x)[0]
 
 
 class NormClassifierHead(ClassifierHead):
@@ -125,7 +75,7 @@ class NormClassifierHead(ClassifierHead):
         return x if pre_logits else self.fc(x)
 
 
-class HorNet(nn.Module):
+class HorNet(HierarchicalBackbone):
     """Hierarchical HorNet for `(B, in_chans, *S)` inputs.
 
     Args:
@@ -142,9 +92,14 @@ class HorNet(nn.Module):
         layerscale_value: layer-scale init (1e-6); None or 0 for none.
         drop_rate, drop_path_rate: head dropout and stochastic depth (linear ramp over all blocks).
         head_init_scale: multiplies the initial classifier weights (official `head_init_scale`).
+        mixer: token mixer of every block, kept under the block's `gnconv` key: 'gnconv' (HorNet's, with `orders`,
+            `mixers`, `gf_sizes` above) or 'focal' (focal modulation, 2 levels, window 3; for comparisons with
+            everything else equal).
+
+    The final norm acts on pooled features (it lives in the head, `head.norm`), as in the official code.
     """
 
-    __jit_unused_properties__ = ["min_input_size"]  # eager-only (input checks); TorchScript skips it
+    stages_name = "stages"
 
     def __init__(
         self,
@@ -165,159 +120,50 @@ class HorNet(nn.Module):
         drop_path_rate: float = 0.0,
         head_init_scale: float = 1.0,
         norm_eps: float = 1e-6,
+        mixer: str = "gnconv",
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
-        super().__init__()
         dd = {"device": device, "dtype": dtype}
-        self.spatial_dims = check_spatial_dims(spatial_dims)
-        num_stages = len(depths)
-        if num_stages == 0 or any(d <= 0 for d in depths):
-            raise ValueError(f"depths must be a non-empty sequence of positive ints, got {depths!r}")
-        orders = _per_stage("orders", orders, num_stages)
-        mixers = _per_stage("mixers", mixers, num_stages)
+        dims = stage_dims(spatial_dims, embed_dim, depths)
+        num_stages = len(dims)
+        orders = per_stage("orders", orders, num_stages)
+        mixers = per_stage("mixers", mixers, num_stages)
         if gf_sizes is None:
             gf_sizes = [_rfft_grid(img_size, 4 * 2**i, spatial_dims) if m == "gf" else None for i, m in
                         enumerate(mixers)]
-        gf_sizes = _per_stage("gf_sizes", list(gf_sizes), num_stages)
-        self.num_classes, self.in_chans, self.patch_size = num_classes, in_chans, 4
-        self.embed_dim = [embed_dim * 2**i for i in range(num_stages)]
-        self.num_features = self.head_hidden_size = self.embed_dim[-1]
-        self.grad_checkpointing = False
-
-        self.stem = Downsample(in_chans, embed_dim, spatial_dims, stride=4, norm_eps=norm_eps, **dd)
-        drop_path = torch.linspace(0, drop_path_rate, sum(depths), device="cpu").tolist()  # also under meta
-        self.stages = nn.Sequential()
-        self.feature_info = []
-        for i, depth in enumerate(depths):
-            self.stages.append(
-                HorNetStage(
-                    self.embed_dim[max(i - 1, 0)],
-                    self.embed_dim[i],
-                    depth,
-                    spatial_dims,
-                    downsample=i > 0,
-                    drop_path=drop_path[sum(depths[:i]) : sum(depths[: i + 1])],
-                    norm_eps=norm_eps,
-                    order=orders[i],
-                    mixer=mixers[i],
-                    gf_size=gf_sizes[i],
-                    scale=scale,
-                    mlp_ratio=mlp_ratio,
-                    layerscale_value=layerscale_value,
-                    **dd,
-                )
-            )
-            self.feature_info.append(dict(num_chs=self.embed_dim[i], reduction=4 * 2**i, module=f"stages.{i}"))
-        self.head = NormClassifierHead(self.num_features, num_classes, global_pool, drop_rate, norm_eps, **dd)
-        self.apply(_init_weights)
+        gf_sizes = per_stage("gf_sizes", list(gf_sizes), num_stages)
+        # None: each block builds its GnConv from the arguments above
+        mixer_layer = [None] * num_stages if check_mixer(mixer) == "gnconv" else mixer_layers(mixer, dims)
+        block = partial(HorNetBlock, spatial_dims=spatial_dims, scale=scale, mlp_ratio=mlp_ratio,
+                        layerscale_value=layerscale_value, norm_eps=norm_eps, **dd)
+        # Built in the order they are registered (stem, stages, head), so a seed gives the same weights as ever.
+        stem = Downsample(in_chans, embed_dim, spatial_dims, stride=4, norm_eps=norm_eps, **dd)
+        stages = build_stages(
+            dims, depths, drop_path_rate, partial(_downsample, spatial_dims=spatial_dims, norm_eps=norm_eps, **dd),
+            lambda i, rate: block(dims[i], order=orders[i], mixer=mixers[i], gf_size=gf_sizes[i], drop_path=rate,
+                                  mixer_layer=mixer_layer[i]),
+        )
+        super().__init__(
+            spatial_dims, in_chans, num_classes, 4, dims, stem=stem, stages=stages, norm=nn.Identity(),
+            head=NormClassifierHead(dims[-1], num_classes, global_pool, drop_rate, norm_eps, **dd),
+        )
+        self.apply(partial(init_weights, types=(nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)))
         if isinstance(self.head.fc, nn.Linear):
             with torch.no_grad():
                 self.head.fc.weight.mul_(head_init_scale)
                 self.head.fc.bias.mul_(head_init_scale)
 
-    @property
-    def min_input_size(self) -> int:
-        """Smallest spatial side the stride-4 stem and the stride-2 downsamples accept."""
-        return self.patch_size * 2 ** (len(self.stages) - 1)
-
-    @torch.jit.ignore
-    def no_weight_decay(self) -> set[str]:
-        return set()
-
-    @torch.jit.ignore
-    def group_matcher(self, coarse: bool = False) -> dict:
-        return dict(
-            stem=r"^stem",
-            blocks=r"^stages\.(\d+)"
-            if coarse
-            else [(r"^stages\.(\d+)\.downsample", (0,)), (r"^stages\.(\d+)\.blocks\.(\d+)", None)],
-        )
-
-    @torch.jit.ignore
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        self.grad_checkpointing = enable
-        for stage in self.stages:
-            stage.grad_checkpointing = enable
-
-    @torch.jit.ignore
-    def get_classifier(self) -> nn.Module:
-        return self.head.fc
-
-    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
-        p = self.stem.proj.weight
-        self.num_classes = num_classes
-        self.head.reset(num_classes, global_pool, device=p.device, dtype=p.dtype)
-
-    def _check_input(self, x: torch.Tensor) -> None:
-        if not checks_apply(x):
-            return
-        check_channels_first(type(self).__name__, x, self.in_chans, self.spatial_dims, self.stem.proj.weight.dtype)
-        if min(x.shape[2:]) < self.min_input_size:
-            raise ValueError(
-                f"{type(self).__name__} needs every spatial side >= {self.min_input_size} "
-                f"(stem stride 4 and {len(self.stages) - 1} stride-2 stages), got {tuple(x.shape)}"
-            )
-
-    def forward_intermediates(
-        self,
-        x: torch.Tensor,
-        indices: int | list[int] | None = None,
-        norm: bool = False,
-        stop_early: bool = False,
-        output_fmt: str = "NCHW",
-        intermediates_only: bool = False,
-    ):
-        """Stage outputs (channels-first), timm's contract: `(final, [intermediates])` or only the list.
-
-        `norm` has no effect: HorNet's final norm acts on pooled features (it lives in the head), as in timm's
-        ConvNeXt with ``head_norm_first=False``.
-        """
-        if output_fmt not in ("NCHW", "NCL", "NCDHW"):
-            raise ValueError(f"output_fmt must be channels-first, got {output_fmt!r}")
-        if not torch.jit.is_scripting():
-            self._check_input(x)
-        take_indices, max_index = feature_take_indices(len(self.stages), indices)
-        stages = self.stages if torch.jit.is_scripting() or not stop_early else self.stages[: max_index + 1]
-        intermediates = []
-        x = self.stem(x)
-        for i, stage in enumerate(stages):
-            x = stage(x)
-            if i in take_indices:
-                intermediates.append(x)
-        if intermediates_only:
-            return intermediates
-        return x, intermediates
-
-    def prune_intermediate_layers(
-        self, indices: int | list[int] = 1, prune_norm: bool = False, prune_head: bool = True
-    ) -> list[int]:
-        take_indices, max_index = feature_take_indices(len(self.stages), indices)
-        self.stages = self.stages[: max_index + 1]
-        if max_index < len(self.embed_dim) - 1 or prune_norm:
-            self.num_features = self.head_hidden_size = self.feature_info[max_index]["num_chs"]
-            self.head = ClassifierHead(self.num_features, 0, "")
-        elif prune_head:
-            self.reset_classifier(0, "")
-        return take_indices
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        if not torch.jit.is_scripting():
-            self._check_input(x)
-        return self.stages(self.stem(x))
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        return self.head(x, pre_logits=pre_logits)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
+    def forward_levels(
+        self, x: torch.Tensor, take_indices: List[int], stop: int
+    ) -> Tuple[torch.Tensor, List[torch.Tensor]]:
+        return self.stages.forward_levels(x, take_indices, stop, False)
 
 
-def _per_stage(name: str, value, num_stages: int) -> list:
-    values = [value] * num_stages if isinstance(value, (int, str)) else list(value)
-    if len(values) != num_stages:
-        raise ValueError(f"{name} needs one value per stage ({num_stages}), got {value!r}")
-    return values
+def _downsample(in_dim: int, out_dim: int, spatial_dims: int, norm_eps: float, **dd) -> nn.Module:
+    """HorNet's between-stage downsample, official order: LayerNorm first, then a stride-2 conv."""
+    return nn.Sequential(OrderedDict(norm=LayerNormNd(in_dim, eps=norm_eps, **dd),
+                                     proj=conv_nd(spatial_dims)(in_dim, out_dim, 2, stride=2, **dd)))
 
 
 def _rfft_grid(img_size: int | Sequence[int], stride: int, spatial_dims: int) -> tuple[int, ...]:
@@ -327,11 +173,3 @@ def _rfft_grid(img_size: int | Sequence[int], stride: int, spatial_dims: int) ->
         raise ValueError(f"img_size needs {spatial_dims} values, got {img_size!r}")
     fmap = [max(s // stride, 1) for s in sizes]
     return (*fmap[:-1], fmap[-1] // 2 + 1)
-
-
-def _init_weights(module: nn.Module) -> None:
-    """Official init: truncated normal (std .02) for conv / Linear weights, zero bias."""
-    if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)):
-        trunc_normal_(module.weight, std=0.02)
-        if module.bias is not None:
-            nn.init.zeros_(module.bias)

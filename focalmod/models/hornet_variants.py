@@ -13,27 +13,10 @@ them noticeably).
 """
 from __future__ import annotations
 
-from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-
-from ._registry import ModelSpec, register_spec
+from ._registry import ModelSpec, imagenet_cfg, register_spec
 from .hornet import HorNet
 
 GF = ("dw7", "dw7", "gf", "gf")
-
-
-def _cfg(**kwargs) -> dict:
-    return {
-        "input_size": (3, 224, 224),
-        "crop_pct": 0.875,
-        "interpolation": "bicubic",
-        "mean": IMAGENET_DEFAULT_MEAN,
-        "std": IMAGENET_DEFAULT_STD,
-        "first_conv": "stem.proj",
-        "classifier": "head.fc",
-        "num_classes": 1000,
-        "license": "mit",
-        **kwargs,
-    }
 
 
 # name: (embed_dim, mixers, params M (1000-class head), GMACs@224, drop_path_rate (TRAINING.md), notes)
@@ -71,8 +54,8 @@ def _weights(name: str) -> dict[str, dict]:
 for _name, (_dim, _mixers, _params, _gmacs, _dpr, _notes) in _VARIANTS_2D.items():
     register_spec(
         ModelSpec(
-            _name, HorNet, dict(embed_dim=_dim, mixers=_mixers, drop_path_rate=_dpr), _cfg(pool_size=(7, 7)), _params,
-            _gmacs, _notes, weights=_weights(_name),
+            _name, HorNet, dict(embed_dim=_dim, mixers=_mixers, drop_path_rate=_dpr), imagenet_cfg(pool_size=(7, 7)),
+            _params, _gmacs, _notes, weights=_weights(_name),
         )
     )
 
@@ -82,7 +65,7 @@ register_spec(
         "hornet_large_gf_img384",
         HorNet,
         dict(embed_dim=192, mixers=GF, img_size=384, drop_path_rate=0.2),
-        _cfg(input_size=(3, 384, 384), crop_pct=1.0, pool_size=(12, 12)),
+        imagenet_cfg(input_size=(3, 384, 384), crop_pct=1.0, pool_size=(12, 12)),
         201.81,
         101.8,
         "README: 216M (not a 1k or 21,841-class head)",
@@ -102,6 +85,6 @@ for _name, (_dims, _kwargs, _size) in _VARIANTS_ND.items():
             _name,
             HorNet,
             dict(_kwargs, spatial_dims=_dims, embed_dim=64, drop_path_rate=0.1),
-            _cfg(input_size=_size, mean=None, std=None, interpolation=None, crop_pct=None),
+            imagenet_cfg(input_size=_size, mean=None, std=None, interpolation=None, crop_pct=None),
         )
     )

@@ -5,9 +5,15 @@ path is tested against) and nothing in `forward` chooses a path per call. This o
 and selects:
 
 * ``compile=True``: `torch.compile` (public API; on CPU for inference with inductor's weight freezing), plain modules;
+* ``recompute=True`` (training): the recomputing modules (`focalmod.layers.recompute`: GELU outputs and the focal
+  levels are recomputed in backward instead of saved; same numbers and gradients, fewer activation bytes), on any
+  device and dtype, instead of the oneDNN training modules;
 * otherwise, fp32 on CPU with oneDNN available: the oneDNN fast modules (`focalmod.layers._cpu_fastpath`), in their
   inference or training mode;
 * anything else (GPU, bf16/fp16, no oneDNN): the plain modules.
+
+Activation checkpointing of whole blocks (recompute everything, the least memory) stays timm's
+``model.set_grad_checkpointing()``; it combines with ``recompute=True``.
 """
 from __future__ import annotations
 
@@ -17,6 +23,7 @@ import torch
 from torch import nn
 
 from ..layers._cpu_fastpath import HAS_MKLDNN_FUSED, use_cpu_fast_path, use_plain_path
+from ..layers.recompute import use_plain_modules, use_recompute
 
 __all__ = ["optimize", "restore_plain"]
 
@@ -28,6 +35,7 @@ def optimize(
     inference: bool = True,
     compile: bool = False,
     channels_last: bool = False,
+    recompute: bool = False,
 ) -> nn.Module:
     """Move `model` to `device`/`dtype` and choose its fastest execution path once (see the module docstring).
 
@@ -39,19 +47,25 @@ def optimize(
         compile: return ``torch.compile(model)`` instead of swapping modules (with inductor weight freezing for
             CPU inference).
         channels_last: also convert 4-D/5-D parameters to channels-last memory.
+        recompute: training with fewer activations saved for backward (needs ``inference=False``; see above).
 
     Returns the model (modified in place), or the compiled module with ``compile=True``.
     """
+    if recompute and inference:
+        raise ValueError("focalmod.optimize: recompute=True saves activations for backward; it needs inference=False")
     device = torch.device(device)
     model.to(device=device, dtype=dtype)
     if channels_last:
         model.to(memory_format=torch.channels_last)
     param = next(model.parameters(), None)
     use_plain_path(model)
+    use_plain_modules(model)
+    if recompute:
+        use_recompute(model)
     if compile:
         freeze = inference and device.type == "cpu"
         return torch.compile(model, options={"freezing": True} if freeze else None)
-    if device.type == "cpu" and param is not None and param.dtype == torch.float32:
+    if device.type == "cpu" and param is not None and param.dtype == torch.float32 and not recompute:
         if HAS_MKLDNN_FUSED:
             use_cpu_fast_path(model, autograd=not inference)
         else:
@@ -63,4 +77,5 @@ def optimize(
 def restore_plain(model: nn.Module) -> nn.Module:
     """Put every module swapped by `optimize` back on the plain path (in place); returns `model`."""
     use_plain_path(model)
+    use_plain_modules(model)
     return model
