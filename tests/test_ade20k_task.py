@@ -325,3 +325,21 @@ def test_eval_reads_an_official_mmseg_checkpoint(scenes, tmp_path):
                              "--img-scale", "512", "96", "--out", str(tmp_path / "eval"),
                              *[a for arg in args for a in ("--model-arg", arg)]])
     assert metrics["checkpoint_format"] == "mmseg" and metrics["images"] == 4
+
+
+@pytest.mark.slow
+def test_scenes_accuracy_rows_build_every_backbone(tmp_path, monkeypatch):
+    """The opt-in backbone comparison under one UPerNet: each backbone's arguments reach tasks.ade20k.train and give
+    an mIoU row (2 iterations on 8 images here; the real budget is 800 on 400)."""
+    import dataclasses
+
+    from benchmarks import accuracy
+
+    tiny = ("--synthetic-train", "8", "--synthetic-val", "2", "--batch-size", "4", "--warmup-iters", "1",
+            "--accelerator", "cpu", "--devices", "1", "--num-png", "0", "--threads", "1")
+    scenes = dataclasses.replace(accuracy.TASKS["scenes"], extra_args=(*accuracy.TASKS["scenes"].extra_args, *tiny))
+    monkeypatch.setattr(accuracy, "TASKS", {"scenes": scenes})
+    rows = accuracy.run_accuracy(["scenes"], tmp_path, quick=True, timeout_s=300, budget=2)
+    assert [r["model"] for r in rows] == ["focalnet", "hornet", "convnext", "swin"]
+    assert all(r["status"] == "ok" and r["metric"] == "mIoU" and 0 <= r["score"] <= 1 for r in rows), rows
+    assert len({r["params_M"] for r in rows}) == 4  # four different backbones were built

@@ -296,3 +296,11 @@ def test_training_step_reaches_every_parameter():
     (F.cross_entropy(logits, target) + 0.4 * F.cross_entropy(aux, target)).backward()
     unused = [n for n, p in model.named_parameters() if p.grad is None]
     assert not unused
+
+
+def test_sizes_benchmark_counts_params_and_macs(tmp_path):
+    from benchmarks import upernet_sizes
+
+    rows = upernet_sizes.main(["--rows", "focalnet_tiny_srf", "--size", "64", "64", "--out", str(tmp_path)])
+    assert rows[0]["params_M"] == 60.82 and rows[0]["published_params_M"] == 61
+    assert rows[0]["GMACs@64x64"] > 0 and (tmp_path / "results.md").is_file()
