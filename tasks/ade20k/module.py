@@ -95,6 +95,7 @@ class SegmentationModule(pl.LightningModule):
         self.samples, self.prediction_dir, self.max_predictions = list(samples), prediction_dir, max_predictions
         self.confusion = confusion_matrix_metric(len(self.class_names))
         self.last_val: dict[str, Any] = {}
+        self.last_val_step = -1  # global step of `last_val`
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -129,7 +130,7 @@ class SegmentationModule(pl.LightningModule):
         self.confusion.reset()
         for key in ("mIoU", "mAcc", "aAcc"):
             self.log(f"val/{key}", scores[key], prog_bar=key == "mIoU", sync_dist=False)
-        self.last_val = scores
+        self.last_val, self.last_val_step = scores, self.trainer.global_step
 
     def configure_optimizers(self) -> dict:
         h = self.hparams

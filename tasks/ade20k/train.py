@@ -168,7 +168,8 @@ def _train(args: argparse.Namespace, run_dir: Path, ckpt: Path | None) -> dict[s
                             args.batch_size, args.num_workers)
     module = SegmentationModule(model, class_names, lr=args.lr, weight_decay=args.weight_decay,
                                 max_iters=args.max_iters, warmup_iters=args.warmup_iters, test=test_config(args),
-                                samples=val_samples)
+                                samples=val_samples, prediction_dir=run_dir / "predictions",
+                                max_predictions=args.num_png)
     baseline = pixel_colour_baseline(train_samples, val_samples, class_names, seed=args.seed) if is_rank_zero() else {}
 
     timer = StepTimer(print_every=args.print_every)
@@ -185,8 +186,8 @@ def _train(args: argparse.Namespace, run_dir: Path, ckpt: Path | None) -> dict[s
     train_seconds, cpu_seconds = time.perf_counter() - train_start, time.process_time() - cpu_start
     trainer.save_checkpoint(run_dir / "checkpoints" / "last.ckpt")  # the final iteration, validated or not
 
-    module.prediction_dir, module.max_predictions = run_dir / "predictions", args.num_png
-    trainer.validate(module, datamodule=data, verbose=False)
+    if module.last_val_step != trainer.global_step:  # the last validation was before the final iteration
+        trainer.validate(module, datamodule=data, verbose=False)
     metrics: dict[str, Any] = {}
     if trainer.is_global_zero:
         val = module.last_val

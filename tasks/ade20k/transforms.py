@@ -73,6 +73,8 @@ class TrainTransform:
 
     @staticmethod
     def _resize(image: np.ndarray, label: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        if size == label.shape:
+            return image, label
         x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float()
         x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=False)
         y = F.interpolate(torch.from_numpy(label)[None, None].float(), size=size, mode="nearest")
