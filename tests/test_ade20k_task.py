@@ -343,3 +343,32 @@ def test_scenes_accuracy_rows_build_every_backbone(tmp_path, monkeypatch):
     assert [r["model"] for r in rows] == ["focalnet", "hornet", "convnext", "swin"]
     assert all(r["status"] == "ok" and r["metric"] == "mIoU" and 0 <= r["score"] <= 1 for r in rows), rows
     assert len({r["params_M"] for r in rows}) == 4  # four different backbones were built
+
+
+@pytest.mark.slow
+def test_ddp_two_cpu_processes_evaluate_every_image_once(tmp_path):
+    """`--strategy ddp --devices 2` on CPU: 5 validation images split 3/2 over the ranks; the confusion matrix is
+    summed across ranks, so the run's mIoU equals a one-process evaluation of the same final checkpoint."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tasks.ade20k import eval as ade_eval
+
+    repo = Path(__file__).resolve().parent.parent
+    run = tmp_path / "run"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(repo), os.environ.get("PYTHONPATH")]))}
+    cmd = [sys.executable, "-m", "tasks.ade20k.train", "--out", str(run), "--synthetic-train", "8",
+           "--synthetic-val", "5", "--batch-size", "4", "--max-iters", "2", "--warmup-iters", "1", "--num-png", "0",
+           "--accelerator", "cpu", "--devices", "2", "--strategy", "ddp", "--no-progress", "--print-every", "0"]
+    result = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["world_size"] == 2 and metrics["images"] == 5 and metrics["iterations"] == 2
+    assert result.stdout.count("mIoU") >= 1 and result.stdout.count("run dir:") == 1, "only rank 0 prints"
+    single = ade_eval.main(["--checkpoint", str(run), "--out", str(tmp_path / "eval"), "--accelerator", "cpu",
+                            "--devices", "1", "--num-png", "0"])
+    assert single["images"] == 5
+    assert metrics["mIoU"] == pytest.approx(single["mIoU"]) and metrics["aAcc"] == pytest.approx(single["aAcc"])

@@ -175,11 +175,13 @@ def _train(args: argparse.Namespace, run_dir: Path, ckpt: Path | None) -> dict[s
     timer = StepTimer(print_every=args.print_every)
     multi_process = args.strategy.startswith("ddp") or args.num_nodes > 1 or (
         str(args.devices).isdigit() and int(args.devices) > 1)
+    # SyncBN as the official SyncBN configs, on GPUs (torch's SyncBatchNorm has no CPU implementation)
+    sync_bn = multi_process and args.accelerator != "cpu" and torch.cuda.is_available()
     trainer = build_trainer(
         args, run_dir, max_epochs=-1, monitor="val/mIoU",
         callbacks=[timer, ValidationPrinter(), RefreshLastCheckpoint()], max_steps=args.max_iters,
         val_check_interval=min(args.val_interval, args.max_iters), check_val_every_n_epoch=None,
-        num_sanity_val_steps=0, sync_batchnorm=multi_process,
+        num_sanity_val_steps=0, sync_batchnorm=sync_bn,
     )
     cpu_start, train_start = time.process_time(), time.perf_counter()
     trainer.fit(module, datamodule=data, ckpt_path=str(ckpt) if ckpt else None)
@@ -200,7 +202,7 @@ def _train(args: argparse.Namespace, run_dir: Path, ckpt: Path | None) -> dict[s
             "test": {"mode": args.test_mode, "scale": list(args.img_scale), "ratios": [1.0], "flip": False},
             "data": str(root), "split": "validation", "images": len(val_samples), "preset": args.preset,
             "predictions": str(module.prediction_dir), "threads": torch.get_num_threads(),
-            "device": str(trainer.strategy.root_device),
+            "device": str(trainer.strategy.root_device), "world_size": trainer.world_size,
             "versions": {"torch": torch.__version__, "python": platform.python_version()},
         }
         write_metrics(run_dir, metrics)
