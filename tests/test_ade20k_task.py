@@ -43,6 +43,17 @@ def test_reads_the_layout_and_class_file(scenes):
     assert train[0].image.name == "ADE_train_00000001.jpg" and train[0].label.name == "ADE_train_00000001.png"
 
 
+def test_class_file_in_the_release_format(tmp_path):
+    """Rows as in ADEChallengeData2016/objectInfo150.txt (tabs, synonyms, stray spaces after some indices)."""
+    (tmp_path / "objectInfo150.txt").write_text(
+        "Idx\tRatio\tTrain\tVal\tName\n1\t0.1576\t11664\t1172\twall\n2 \t0.1072\t6046\t612\tbuilding, edifice\n"
+        "3\t0.0198\t4688\t460\twindowpane, window \n")
+    assert read_class_names(tmp_path) == ["wall", "building", "windowpane"]
+    assert len(read_class_names(tmp_path / "absent")) == 150
+    with pytest.raises(TaskError, match="disagrees with the 3 classes"):
+        read_class_names(tmp_path, num_classes=150)
+
+
 def test_reduce_zero_label(tmp_path):
     Image.fromarray(np.array([[0, 1, 7]], dtype=np.uint8), mode="L").save(tmp_path / "a.png")
     assert load_label(tmp_path / "a.png").tolist() == [[IGNORE_INDEX, 0, 6]]

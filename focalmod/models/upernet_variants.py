@@ -13,8 +13,9 @@ README's single- / multi-scale mIoU and GFLOPs (mmseg's counter at a 512x2048 in
 """
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from torch import nn
@@ -48,42 +49,35 @@ PUBLISHED = {
 }
 
 
-def upernet_focalnet(
-    num_classes: int = 150,
-    channels: int = 512,
-    pool_scales: Sequence[int] = (1, 2, 3, 6),
-    dropout: float = 0.1,
-    aux_channels: int = 256,
-    aux_index: int = 2,
-    **focalnet_kwargs: Any,
-) -> UPerNet:
-    """UPerNet on a `FocalNetFeatures` backbone; `focalnet_kwargs` go to `FocalNet` (embed_dim, depths, ...)."""
-    backbone = FocalNetFeatures(FocalNet(num_classes=0, **focalnet_kwargs))
-    return UPerNet(backbone, num_classes, channels, pool_scales, dropout, aux_channels, aux_index, out_norms=True)
+def upernet_focalnet(num_classes: int = 150, **kwargs: Any) -> UPerNet:
+    """UPerNet on a `FocalNetFeatures` backbone: `UPerNet`'s own arguments (channels, aux_channels, ...) go to the
+    heads, the rest to `FocalNet` (embed_dim, depths, focal_levels, ...)."""
+    heads, focalnet_kwargs = _split_head_kwargs(kwargs)
+    return UPerNet(FocalNetFeatures(FocalNet(num_classes=0, **focalnet_kwargs)), num_classes, **heads)
 
 
-def build_upernet(
-    backbone: str | nn.Module,
-    num_classes: int = 150,
-    channels: int = 512,
-    pool_scales: Sequence[int] = (1, 2, 3, 6),
-    dropout: float = 0.1,
-    aux_channels: int = 256,
-    aux_index: int = 2,
-    out_norms: bool = True,
-    **backbone_kwargs: Any,
-) -> UPerNet:
+def build_upernet(backbone: str | nn.Module, num_classes: int = 150, **kwargs: Any) -> UPerNet:
     """The same UPerNet on any backbone: a module with `feature_info`, or a name.
 
     Names: a 2D focalmod FocalNet (`focalnet_tiny_srf`, ... -> `FocalNetFeatures`), any other focalmod model with
     ``features_only`` (e.g. `hornet_tiny_7x7`) or a timm model (`swin_tiny_patch4_window7_224`, `convnext_tiny`),
-    built without weights with `backbone_kwargs` (e.g. ``embed_dim=32, depths=(1, 1, 2, 1)``).
+    built without weights. `UPerNet`'s own arguments (channels, aux_channels, out_norms, ...) go to the heads, the
+    rest to the backbone (e.g. ``embed_dim=32, depths=(1, 1, 2, 1)``).
     """
+    heads, backbone_kwargs = _split_head_kwargs(kwargs)
     if isinstance(backbone, str):
         backbone = _features_backbone(backbone, **backbone_kwargs)
     elif backbone_kwargs:
         raise ValueError(f"backbone_kwargs {sorted(backbone_kwargs)} need a backbone name, got a module")
-    return UPerNet(backbone, num_classes, channels, pool_scales, dropout, aux_channels, aux_index, out_norms)
+    return UPerNet(backbone, num_classes, **heads)
+
+
+_HEAD_ARGS = tuple(inspect.signature(UPerNet).parameters)[2:]  # after (backbone, num_classes)
+
+
+def _split_head_kwargs(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    heads = {k: v for k, v in kwargs.items() if k in _HEAD_ARGS}
+    return heads, {k: v for k, v in kwargs.items() if k not in _HEAD_ARGS}
 
 
 def _features_backbone(name: str, **kwargs: Any) -> nn.Module:

@@ -46,7 +46,8 @@ class Sample:
 
 
 def read_class_names(root: Path, num_classes: int | None = None) -> list[str]:
-    """Class names from ``objectInfo150.txt`` (tab-separated, a ``Name`` column), else ``class_1..class_K``."""
+    """Class names from ``objectInfo150.txt`` (tab-separated ``Idx Ratio Train Val Name``; the first of the
+    comma-separated synonyms), else ``class_1..class_K``."""
     path = Path(root) / CLASS_FILE
     if not path.is_file():
         return [f"class_{i}" for i in range(1, (num_classes or ADE20K_CLASSES) + 1)]
@@ -60,7 +61,7 @@ def read_class_names(root: Path, num_classes: int | None = None) -> list[str]:
         raise TaskError(f"{path}: the 'Idx' column must hold the class values 1..K") from None
     if indices != list(range(1, len(rows) + 1)):
         raise TaskError(f"{path}: class values must be 1..{len(rows)} in order, got {indices[:10]}")
-    names = [row["Name"].strip() for row in rows]
+    names = [row["Name"].split(",")[0].strip() for row in rows]  # "windowpane, window " -> "windowpane"
     if num_classes is not None and num_classes != len(names):
         raise TaskError(f"--num-classes {num_classes} disagrees with the {len(names)} classes in {path}")
     return names
