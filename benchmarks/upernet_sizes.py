@@ -64,8 +64,10 @@ ROWS = {
                               "ConvNeXt semantic_segmentation README"),
     "hornet_tiny_7x7": SizeRow("hornet_tiny_7x7", "hornet_tiny_7x7", {}, 48.1, 48.9, 52, 926,
                                "HorNet semantic_segmentation README"),
-    "hornet_tiny_gf": SizeRow("hornet_tiny_gf", "hornet_tiny_gf", {}, 49.2, 49.3, 55, 924,
-                              "HorNet semantic_segmentation README"),
+    # the segmentation config sizes the global filters for 512 crops (h, w = 24, 13 and 12, 7; classification 14, 8
+    # and 7, 4)
+    "hornet_tiny_gf": SizeRow("hornet_tiny_gf", "hornet_tiny_gf", dict(gf_sizes=[None, None, (24, 13), (12, 7)]),
+                              49.2, 49.3, 55, 924, "HorNet semantic_segmentation README"),
 }
 
 
