@@ -158,6 +158,17 @@ def test_poly_schedule_with_linear_warmup_is_mmcv():
     assert f(80_000) == pytest.approx(0.5) and f(160_000) == 0.0
 
 
+def test_official_recipe_preset():
+    """The ade20k preset is the official FocalNet UPerNet config (reference segmentation_interpretability.md Sec. 1)."""
+    from tasks.ade20k.recipe import PRESETS
+
+    r = PRESETS["ade20k"]
+    assert (r.model, r.model_args, r.lr, r.weight_decay, r.warmup_iters, r.max_iters, r.batch_size) == (
+        "upernet_focalnet_tiny_srf", {}, 6e-5, 0.01, 1500, 160_000, 16)
+    assert (r.crop_size, r.img_scale, r.ratio_range, r.cat_max_ratio, r.photometric, r.test_mode) == (
+        512, (2048, 512), (0.5, 2.0), 0.75, True, "whole")
+
+
 def test_no_weight_decay_for_norms_only():
     import focalmod
 
