@@ -306,6 +306,7 @@ def test_sizes_benchmark_counts_params_and_macs(tmp_path):
     assert rows[0]["GMACs@64x64"] > 0 and (tmp_path / "results.md").is_file()
 
 
+@pytest.mark.slow
 def test_torch_export_and_trace_match_eager():
     """Deployment: torch.export and torch.jit.trace reproduce eager logits (an odd size: the padding is static).
     TorchScript scripting waits on focalmod.layers (the FocalNet fast paths are not scriptable yet)."""
