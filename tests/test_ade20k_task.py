@@ -2,6 +2,7 @@
 scikit-learn and the mmcv formulas), inference modes, palette PNGs, and the train / eval CLIs end to end."""
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import shutil
@@ -16,7 +17,7 @@ from tasks.ade20k.data import IGNORE_INDEX, load_label, read_class_names, read_s
 from tasks.ade20k.inference import InferenceConfig, predict_probs, slide_logits
 from tasks.ade20k.metrics import confusion_matrix_metric, segmentation_scores
 from tasks.ade20k.module import param_groups, poly_with_warmup
-from tasks.ade20k.palette import ADE20K_PALETTE, save_palette_png
+from tasks.ade20k.palette import save_palette_png, voc_colormap
 from tasks.ade20k.synthetic import CLASSES, make_scenes_dataset
 from tasks.ade20k.transforms import TrainTransform, rescale_size
 from tasks.common import TaskError
@@ -159,14 +160,20 @@ def test_poly_schedule_with_linear_warmup_is_mmcv():
 
 
 def test_official_recipe_preset():
-    """The ade20k preset is the official FocalNet UPerNet config (reference segmentation_interpretability.md Sec. 1)."""
-    from tasks.ade20k.recipe import PRESETS
+    """The ade20k preset is the official FocalNet UPerNet config (reference segmentation_interpretability.md Sec. 1),
+    and the one the train CLI resolves for --data."""
+    from tasks.ade20k.train import TASK
+    from tasks.common.lifecycle import resolve_options
+    from tasks.common.presets import Presets
 
-    r = PRESETS["ade20k"]
-    assert (r.model, r.model_args, r.lr, r.weight_decay, r.warmup_iters, r.max_iters, r.batch_size) == (
-        "upernet_focalnet_tiny_srf", {}, 6e-5, 0.01, 1500, 160_000, 16)
-    assert (r.crop_size, r.img_scale, r.ratio_range, r.cat_max_ratio, r.photometric, r.test_mode) == (
+    r = argparse.Namespace(**Presets.load(TASK.presets).resolve("ade20k", {}))
+    assert (r.model, r.model_arg, r.lr, r.weight_decay, r.warmup_iters, r.max_iters, r.batch_size) == (
+        "upernet_focalnet_tiny_srf", [], 6e-5, 0.01, 1500, 160_000, 16)
+    assert (r.crop_size, tuple(r.img_scale), tuple(r.ratio_range), r.cat_max_ratio, r.photometric, r.test_mode) == (
         512, (2048, 512), (0.5, 2.0), 0.75, True, "whole")
+    args = resolve_options(TASK, ["--data", "ADEChallengeData2016"])[0]
+    assert args.preset == "ade20k" and args.lr == 6e-5 and args.max_iters == 160_000 and args.batch_size == 16
+    assert resolve_options(TASK, [])[0].preset == "synthetic"
 
 
 def test_no_weight_decay_for_norms_only():
@@ -258,14 +265,34 @@ def test_bad_test_config():
 
 
 # ------------------------------------------------------------------------------------------------ outputs
-def test_palette_png_holds_label_values_and_ade_colours(tmp_path):
+# The PASCAL VOC 2012 class colours as the devkit documents them (background, aeroplane, ..., tvmonitor) and the
+# colour of the 'void' value 255 in the VOC annotations: the reference the computed colour map must reproduce.
+VOC_CLASS_COLOURS = [
+    (0, 0, 0), (128, 0, 0), (0, 128, 0), (128, 128, 0), (0, 0, 128), (128, 0, 128), (0, 128, 128), (128, 128, 128),
+    (64, 0, 0), (192, 0, 0), (64, 128, 0), (192, 128, 0), (64, 0, 128), (192, 0, 128), (64, 128, 128),
+    (192, 128, 128), (0, 64, 0), (128, 64, 0), (0, 192, 0), (128, 192, 0), (0, 64, 128),
+]
+VOC_VOID = (224, 224, 192)
+
+
+def test_voc_colormap_is_the_pascal_voc_one():
+    colours = voc_colormap(256)
+    assert colours.shape == (256, 3) and colours.dtype == np.uint8
+    assert [tuple(c) for c in colours[:21].tolist()] == VOC_CLASS_COLOURS
+    assert tuple(colours[255].tolist()) == VOC_VOID
+    assert len({tuple(c) for c in colours.tolist()}) == 256  # every label value has its own colour
+
+
+def test_palette_png_holds_label_values_and_voc_colours(tmp_path):
     pred = np.array([[0, 1], [2, 149]])
     path = save_palette_png(tmp_path / "p.png", pred, 150)
     image = Image.open(path)
     assert image.mode == "P"
     assert np.array(image).tolist() == [[1, 2], [3, 150]]
-    assert image.convert("RGB").getpixel((0, 0)) == ADE20K_PALETTE[0]
-    assert image.convert("RGB").getpixel((1, 1)) == ADE20K_PALETTE[149]
+    assert image.convert("RGB").getpixel((0, 0)) == VOC_CLASS_COLOURS[1]  # class 0 = label value 1
+    assert image.convert("RGB").getpixel((1, 1)) == tuple(voc_colormap(256)[150].tolist())
+    with pytest.raises(ValueError, match="at most 255 classes"):
+        save_palette_png(tmp_path / "q.png", pred, 300)
 
 
 def test_synthetic_scenes_need_context(scenes):
@@ -394,3 +421,50 @@ def test_ddp_two_cpu_processes_evaluate_every_image_once(tmp_path):
                             "--devices", "1", "--num-png", "0"])
     assert single["images"] == 5
     assert metrics["mIoU"] == pytest.approx(single["mIoU"]) and metrics["aAcc"] == pytest.approx(single["aAcc"])
+
+
+def test_resume_from_the_shell_honours_flags_given_with_it(tmp_path, monkeypatch):
+    """`python -m tasks.ade20k.train --resume RUN --max-iters 4` with argv read from sys.argv, as a shell starts it:
+    the flag wins over the run's config.yaml, training continues from last.ckpt, metrics.json follows the schema."""
+    import sys
+
+    from tasks.ade20k import train
+    from tasks.common import read_metrics
+
+    run = tmp_path / "run"
+    first = train.main(["--out", str(run), "--synthetic-train", "8", "--synthetic-val", "2", "--batch-size", "4",
+                        "--max-iters", "2", "--num-png", "0", "--no-progress", "--print-every", "0", "--threads", "1",
+                        "--model-arg", "embed_dim=8", "--model-arg", "channels=8", "--model-arg", "aux_channels=8"])
+    assert first["iterations"] == 2 and first["preset"] == "synthetic"
+    monkeypatch.setattr(sys, "argv", ["train.py", "--resume", str(run), "--max-iters", "4"])
+    resumed = train.main()
+    assert resumed["iterations"] == 4 and resumed["resumed_from"] == str(run / "checkpoints" / "last.ckpt")
+    assert resumed["params_m"] == first["params_m"]  # the run's --model-arg overrides were kept
+    written = read_metrics(run / "metrics.json")
+    assert written["metric"] == {"name": "mIoU", "value": resumed["mIoU"]} and written["split"] == "validation"
+    assert written["baseline"]["value"] == resumed["baseline"]["value"] and isinstance(written["beats_baseline"], bool)
+
+
+def test_synthetic_set_is_written_once_and_reused(tmp_path):
+    from tasks.ade20k.synthetic import scenes_written
+
+    root = tmp_path / "ADEChallengeData2016"
+    assert not scenes_written(root, 3, 2)
+    make_scenes_dataset(root, 3, 2)
+    assert scenes_written(root, 3, 2) and not scenes_written(root, 4, 2)
+    stamp = (root / "images" / "training" / "ADE_train_00000001.jpg").stat().st_mtime_ns
+    make_scenes_dataset(root, 3, 2)
+    assert (root / "images" / "training" / "ADE_train_00000001.jpg").stat().st_mtime_ns == stamp
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--model-arg", "channels"], "--model-arg: expected KEY=VALUE, got 'channels'"),
+    (["--max-iters", "0"], "--max-iters must be positive, got 0"),
+    (["--test-mode", "slide", "--test-stride", "200", "--crop-size", "96"], "--test-mode/--test-stride"),
+])
+def test_train_cli_bad_options_are_one_error_line(tmp_path, capsys, argv, message):
+    from tasks.ade20k.train import main
+
+    code, err = _run(main, ["--out", str(tmp_path / "run"), "--synthetic-train", "4", "--synthetic-val", "2",
+                            "--threads", "1", "--no-progress", *argv], capsys)
+    assert code == 2 and err.count("\n") == 0 and message in err

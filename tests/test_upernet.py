@@ -307,9 +307,9 @@ def test_sizes_benchmark_counts_params_and_macs(tmp_path):
 
 
 @pytest.mark.slow
-def test_torch_export_and_trace_match_eager():
-    """Deployment: torch.export and torch.jit.trace reproduce eager logits (an odd size: the padding is static).
-    TorchScript scripting waits on focalmod.layers (the FocalNet fast paths are not scriptable yet)."""
+def test_torch_export_trace_and_script_match_eager():
+    """Deployment: torch.export and torch.jit.trace reproduce eager logits (an odd size: the padding is static);
+    torch.jit.script does too, and keeps the padding shape-dependent (a second, even size)."""
     model = focalmod.create_model("upernet_focalnet_tiny_srf", **SMALL).eval()
     x = torch.randn(1, 3, 97, 131)
     with torch.no_grad():
@@ -320,3 +320,7 @@ def test_torch_export_and_trace_match_eager():
             warnings.simplefilter("ignore")  # trace warns about the shape-dependent padding
             traced = torch.jit.trace(model, x)
         torch.testing.assert_close(traced(x), expected, atol=1e-5, rtol=1e-4)
+        scripted = torch.jit.script(model)
+        torch.testing.assert_close(scripted(x), expected, atol=1e-5, rtol=1e-4)
+        other = torch.randn(2, 3, 64, 80)
+        torch.testing.assert_close(scripted(other), model(other), atol=1e-5, rtol=1e-4)

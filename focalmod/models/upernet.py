@@ -35,9 +35,10 @@ from .focalnet import FocalNet
 __all__ = ["ConvBNReLU", "FCNHead", "FocalNetFeatures", "UPerHead", "UPerNet", "pad_to_multiple", "resize"]
 
 
-def resize(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
-    """Bilinear resize with ``align_corners=False`` (mmseg's ``resize`` for logits and pyramid levels)."""
-    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
+def resize(x: torch.Tensor, size: list[int]) -> torch.Tensor:
+    """Bilinear resize to `size` (H, W) with ``align_corners=False`` (mmseg's ``resize`` for logits and pyramid
+    levels). `size` as a list (a `torch.Size` slice works too) so that TorchScript can script the callers."""
+    return F.interpolate(x, size=list(size), mode="bilinear", align_corners=False)
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
@@ -100,7 +101,7 @@ class UPerHead(_Classifier):
         top = features[-1]
         pooled = [resize(ppm(top), top.shape[-2:]) for ppm in self.psp_modules]
         laterals = [conv(features[i]) for i, conv in enumerate(self.lateral_convs)]
-        laterals.append(self.bottleneck(torch.cat([top, *pooled], dim=1)))
+        laterals.append(self.bottleneck(torch.cat([top] + pooled, dim=1)))
         for i in range(len(laterals) - 1, 0, -1):  # top-down path
             laterals[i - 1] = laterals[i - 1] + resize(laterals[i], laterals[i - 1].shape[-2:])
         outs = [conv(laterals[i]) for i, conv in enumerate(self.fpn_convs)] + [laterals[-1]]

@@ -14,6 +14,8 @@ predictions to the run directory.
 from __future__ import annotations
 
 import argparse
+import shlex
+import sys
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -25,15 +27,27 @@ import yaml
 import focalmod
 from focalmod.checkpoints import CheckpointError
 
-from ..common import TaskError, apply_threads, make_run_dir, run_main, save_config, write_metrics
+from ..common import (
+    Score,
+    Summary,
+    TaskError,
+    apply_threads,
+    make_run_dir,
+    parse_key_values,
+    run_main,
+    save_config,
+    write_metrics,
+)
+from ..common.metrics import build_metrics
+from ..common.presets import Presets
 from .data import ADE20KDataModule, ADE20KDataset, read_class_names, read_split
 from .inference import MULTI_SCALE_RATIOS, InferenceConfig
-from .models import build_model, parse_model_args
+from .models import build_model
 from .module import SegmentationModule
-from .recipe import PRESETS
 from .transforms import EvalTransform
 
 TASK = "ade20k-eval"
+PRESETS = Path(__file__).parent / "presets"  # tasks.ade20k.train's; plain weights get the ade20k one
 _FROM_RUN = ("model", "backbone", "model_arg", "img_scale", "crop_size", "test_mode", "test_stride", "num_classes")
 
 
@@ -103,26 +117,28 @@ def resolve(args: argparse.Namespace) -> tuple[argparse.Namespace, Path]:
             checkpoint = checkpoint / "checkpoints" / "last.ckpt"
     if args.data is None:
         raise TaskError("--data is needed with plain weights (the ADEChallengeData2016 folder)")
-    preset = PRESETS["ade20k"]
-    args.model = args.model or (None if args.backbone else preset.model)
+    preset = Presets.load(PRESETS).resolve("ade20k", vars(args))  # the official test settings
+    args.model = args.model or (None if args.backbone else preset["model"])
     args.model_arg = args.model_arg or []
-    args.img_scale = args.img_scale or list(preset.img_scale)
-    args.crop_size = args.crop_size or preset.crop_size
-    args.test_mode = args.test_mode or preset.test_mode
-    args.test_stride = args.test_stride or preset.test_stride
+    args.img_scale = args.img_scale or list(preset["img_scale"])
+    args.crop_size = args.crop_size or preset["crop_size"]
+    args.test_mode = args.test_mode or preset["test_mode"]
+    args.test_stride = args.test_stride or preset["test_stride"]
     if not checkpoint.is_file():
         raise TaskError(f"--checkpoint: file not found: {checkpoint}")
     return args, checkpoint
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Evaluate; returns the content of metrics.json (rank 0; `{}` on other ranks). `argv` None: the command line."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     apply_threads(args)
     args, checkpoint = resolve(args)
     start = time.perf_counter()
     class_names = read_class_names(args.data, args.num_classes)
     samples = read_split(args.data, args.split, len(class_names))
-    model = build_model(args.model, args.backbone, len(class_names), parse_model_args(args.model_arg))
+    model = build_model(args.model, args.backbone, len(class_names), parse_key_values(args.model_arg, "--model-arg"))
     try:
         report = focalmod.load_checkpoint(model, checkpoint)
     except (CheckpointError, FileNotFoundError) as err:
@@ -148,11 +164,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if not trainer.is_global_zero:
         return {}
     val = module.last_val
-    metrics = {"mIoU": val["mIoU"], "mAcc": val["mAcc"], "aAcc": val["aAcc"], "IoU": val["IoU"], "Acc": val["Acc"],
-               "checkpoint": str(checkpoint), "checkpoint_format": report.format, "data": str(args.data),
-               "split": args.split, "images": len(samples),
-               "test": {"mode": test.mode, "scale": list(test.scale), "ratios": list(ratios), "flip": test.flip},
-               "seconds": round(time.perf_counter() - start, 1), "threads": torch.get_num_threads()}
+    extras = {"mIoU": val["mIoU"], "mAcc": val["mAcc"], "aAcc": val["aAcc"], "IoU": val["IoU"], "Acc": val["Acc"],
+              "checkpoint": str(checkpoint), "checkpoint_format": report.format, "images": len(samples),
+              "test": {"mode": test.mode, "scale": list(test.scale), "ratios": list(ratios), "flip": test.flip},
+              "seconds": round(time.perf_counter() - start, 1), "threads": torch.get_num_threads()}
+    params_m = sum(p.numel() for p in model.parameters()) / 1e6
+    summary = Summary(Score("mIoU", val["mIoU"]), data=str(args.data), split=args.split, params_m=params_m,
+                      extras=extras)
+    metrics = build_metrics(summary, TASK, None, {"wall_seconds": time.perf_counter() - start}, shlex.join(
+        ["python", "-m", "tasks.ade20k.eval", *argv]), None, ("torchmetrics",))
     write_metrics(run_dir, metrics)
     print(f"mIoU {metrics['mIoU']:.4f}  mAcc {metrics['mAcc']:.4f}  aAcc {metrics['aAcc']:.4f} "
           f"({'multi-scale + flip' if args.multi_scale else 'single scale'}) -> {run_dir / 'metrics.json'}",

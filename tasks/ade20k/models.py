@@ -1,11 +1,11 @@
 """The network a run trains or evaluates: a registered UPerNet (`--model`) or the same heads on any backbone
-(`--backbone`), with `--model-arg KEY=VALUE` overrides; errors become one `TaskError` naming the option."""
+(`--backbone`), with the `--model-arg KEY=VALUE` overrides (read by `tasks.common.parse_key_values`); errors become
+one `TaskError` naming the option."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-import yaml
 from torch import nn
 
 import focalmod
@@ -14,18 +14,7 @@ from focalmod.models.upernet_variants import build_upernet
 
 from ..common import TaskError
 
-__all__ = ["build_model", "load_backbone_weights", "parse_model_args"]
-
-
-def parse_model_args(items: Sequence[str]) -> dict[str, Any]:
-    """`["embed_dim=32", "depths=[1,1,2,1]"]` -> `{"embed_dim": 32, "depths": [1, 1, 2, 1]}` (YAML values)."""
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise TaskError(f"--model-arg: expected KEY=VALUE, got {item!r}")
-        out[key.strip().replace("-", "_")] = yaml.safe_load(value)
-    return out
+__all__ = ["build_model", "load_backbone_weights"]
 
 
 def build_model(model: str | None, backbone: str | None, num_classes: int, model_args: dict[str, Any]) -> nn.Module:

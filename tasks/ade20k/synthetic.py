@@ -16,40 +16,36 @@ colour are label 0 ("other", ignored in training and evaluation, as in ADE20K). 
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ..common.rundir import atomic_write_text
+from ..common.files import atomic_write
 
 CLASSES = ("sky", "sea", "wall", "floor", "window", "boat", "sofa")
 SKY, SEA, WALL, FLOOR, WINDOW, BOAT, SOFA = range(1, len(CLASSES) + 1)
 HEIGHT, WIDTH = 96, 128
 _MARKER = "synthetic.json"
 
-__all__ = ["CLASSES", "make_scenes_dataset"]
+__all__ = ["CLASSES", "make_scenes_dataset", "scenes_written"]
 
 
-def make_scenes_dataset(
-    root: str | Path, num_train: int = 400, num_val: int = 100, seed: int = 0, wait_seconds: float = 0.0
-) -> Path:
-    """Write the set under `root` (reused when `root` already holds one made with the same arguments).
+def _params(num_train: int, num_val: int, seed: int) -> dict:
+    return dict(num_train=num_train, num_val=num_val, seed=seed, height=HEIGHT, width=WIDTH, version=1)
 
-    `wait_seconds` > 0: do not write; wait that long for another process (rank 0) to finish writing it."""
+
+def scenes_written(root: str | Path, num_train: int = 400, num_val: int = 100, seed: int = 0) -> bool:
+    """Whether `root` holds the complete set made with these arguments (its marker file is written last)."""
+    marker = Path(root) / _MARKER
+    return marker.is_file() and json.loads(marker.read_text()) == _params(num_train, num_val, seed)
+
+
+def make_scenes_dataset(root: str | Path, num_train: int = 400, num_val: int = 100, seed: int = 0) -> Path:
+    """Write the set under `root` (reused when `root` already holds one made with the same arguments)."""
     root = Path(root)
-    params = dict(num_train=num_train, num_val=num_val, seed=seed, height=HEIGHT, width=WIDTH, version=1)
-    marker = root / _MARKER
-    deadline = time.monotonic() + wait_seconds
-    while True:
-        if marker.is_file() and json.loads(marker.read_text()) == params:
-            return root
-        if time.monotonic() >= deadline:
-            break
-        time.sleep(1.0)
-    if wait_seconds > 0:
-        raise TimeoutError(f"the synthetic dataset in {root} was not written within {wait_seconds:.0f} s")
+    if scenes_written(root, num_train, num_val, seed):
+        return root
     rng = np.random.default_rng(seed)
     for split, count in (("training", num_train), ("validation", num_val)):
         (root / "images" / split).mkdir(parents=True, exist_ok=True)
@@ -60,8 +56,8 @@ def make_scenes_dataset(
             Image.fromarray(image).save(root / "images" / split / f"{name}.jpg", quality=92)
             Image.fromarray(label, mode="L").save(root / "annotations" / split / f"{name}.png")
     rows = ["Idx\tRatio\tTrain\tVal\tName"] + [f"{i}\t0\t0\t0\t{name}" for i, name in enumerate(CLASSES, 1)]
-    atomic_write_text(root / "objectInfo150.txt", "\n".join(rows) + "\n")
-    atomic_write_text(marker, json.dumps(params))
+    atomic_write(root / "objectInfo150.txt", "\n".join(rows) + "\n")
+    atomic_write(root / _MARKER, json.dumps(_params(num_train, num_val, seed)))
     return root
 
 
