@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -104,7 +105,6 @@ TASKS = {
                   *_model_args(_HEAD_32, embed_dim=32, depths=[1, 1, 2, 1], num_heads=[1, 2, 4, 8], window_size=6,
                                img_size=96, strict_img_size=False))},
         ("--max-iters", 100, 800),
-        ("mIoU",),
         ("--no-progress", "--print-every", "0"),
     ),
 }

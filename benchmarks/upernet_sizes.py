@@ -28,7 +28,7 @@ from torch import nn
 import focalmod
 from focalmod.models.upernet_variants import PUBLISHED, build_upernet
 from tasks.common import make_run_dir, run_main, save_config, write_metrics
-from tasks.common.measure import write_table
+from tasks.common.files import write_table
 
 from ._timing import environment, set_threads
 from .flops import CONVENTION, count_macs
