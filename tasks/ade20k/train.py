@@ -148,7 +148,7 @@ def train(run: Run) -> Summary | None:
     cpu_start = time.process_time()
     train_seconds = run.fit(trainer, module, datamodule=data)
     cpu_seconds = time.process_time() - cpu_start
-    trainer.save_checkpoint(run.dir / "checkpoints" / "last.ckpt")  # the final iteration, validated or not
+    trainer.save_checkpoint(run.dir / "checkpoints" / "last.ckpt", weights_only=False)  # resumable, final iteration
 
     if module.last_val_step != trainer.global_step:  # the last validation was before the final iteration
         trainer.validate(module, datamodule=data, verbose=False)
