@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -47,6 +48,14 @@ def _models(*names: str) -> dict[str, tuple[str, ...]]:
     return {n: ("--model", n) for n in names}
 
 
+def _model_args(*defaults: dict[str, Any], **kwargs: Any) -> tuple[str, ...]:
+    """`--model-arg KEY=VALUE` pairs (JSON values) for tasks.ade20k.train."""
+    merged = {k: v for d in defaults for k, v in d.items()} | kwargs
+    return tuple(a for k, v in merged.items() for a in ("--model-arg", f"{k}={json.dumps(v)}"))
+
+
+_HEAD_32 = dict(channels=64, aux_channels=32, drop_path_rate=0.1)  # tasks.ade20k's synthetic preset head
+
 TASKS = {
     "digits": AccuracyTask(
         "digits", "tasks.imagenet.train", "sklearn digits as an ImageNet-layout folder (tasks.imagenet)",
@@ -82,6 +91,21 @@ TASKS = {
                   "--backbone-arg", "drop_path_rate=0.0")},
         ("--epochs", 2, 24),
         ("--no-progress",),
+    ),
+    # Opt-in (`--accuracy-tasks ... scenes`: ~8 min per backbone on one CPU core): UPerNet on the synthetic
+    # ADE20K-layout scenes, the same heads (64 channels) and recipe with four 4-stage backbones of C = 32,
+    # depths 1-1-2-1, from scratch; the focalnet row is the task's synthetic preset.
+    "scenes": AccuracyTask(
+        "scenes", "tasks.ade20k.train", "synthetic ADE20K-layout scenes (tasks.ade20k, UPerNet)",
+        {"focalnet": (),
+         "hornet": ("--backbone", "hornet_tiny_7x7", *_model_args(_HEAD_32, embed_dim=32, depths=[1, 1, 2, 1])),
+         "convnext": ("--backbone", "convnext_atto",
+                      *_model_args(_HEAD_32, dims=[32, 64, 128, 256], depths=[1, 1, 2, 1])),
+         "swin": ("--backbone", "swin_tiny_patch4_window7_224",
+                  *_model_args(_HEAD_32, embed_dim=32, depths=[1, 1, 2, 1], num_heads=[1, 2, 4, 8], window_size=6,
+                               img_size=96, strict_img_size=False))},
+        ("--max-iters", 100, 800),
+        ("--no-progress", "--print-every", "0"),
     ),
 }
 DEFAULT_TASKS = ["digits", "sounds", "volumes"]

@@ -5,7 +5,7 @@ timm, HF transformers, our own and `.safetensors` files; pickles are only read w
 ``torch.load(weights_only=True)``. Each model family registers a key converter with `register_converter`
 (one module per family, imported below).
 """
-from . import focalnet, hornet  # noqa: F401  (register the FocalNet and HorNet converters)
+from . import focalnet, hornet, mmseg  # noqa: F401  (register the FocalNet, HorNet and UPerNet converters)
 from .io import CheckpointError, read_checkpoint, read_state_dict, save_checkpoint, unwrap_model, unwrap_state_dict
 from .loading import (
     Converted,

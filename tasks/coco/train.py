@@ -15,10 +15,9 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
-import yaml
 from torch.utils.data import DataLoader
 
-from ..common import Run, Score, Summary, Task, TaskError, bool_arg, run_main, run_task
+from ..common import Run, Score, Summary, Task, TaskError, bool_arg, parse_key_values, run_main, run_task
 from ..common.baseline import compare_with_baseline
 from ..common.callbacks import EpochPrinter
 from ..common.files import atomic_write
@@ -84,17 +83,6 @@ def add_options(p: argparse.ArgumentParser) -> None:
     o.add_argument("--val-every", type=int, help="evaluate every N epochs (and always at the end)")
 
 
-def parse_backbone_args(items: Sequence[str]) -> dict[str, Any]:
-    """`["embed_dim=32", "depths=[1,1,2,1]"]` -> `{"embed_dim": 32, "depths": [1, 1, 2, 1]}` (YAML values)."""
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise TaskError(f"--backbone-arg: expected KEY=VALUE, got {item!r}")
-        out[key.strip().replace("-", "_")] = yaml.safe_load(value)
-    return out
-
-
 def _default_split(root: Path, names: tuple[str, str]) -> str:
     return names[0] if (root / "annotations" / f"instances_{names[0]}.json").is_file() else names[1]
 
@@ -118,7 +106,7 @@ def data_root(run: Run) -> Path:
 def detector_config(args: argparse.Namespace) -> dict[str, Any]:
     return dict(
         backbone=args.backbone,
-        backbone_overrides=parse_backbone_args(args.backbone_arg),
+        backbone_overrides=parse_key_values(args.backbone_arg, "--backbone-arg"),
         backbone_checkpoint=str(args.backbone_checkpoint) if args.backbone_checkpoint else None,
         focal_window=args.focal_window,
         detector=args.detector,

@@ -6,7 +6,16 @@ such as `python -m tasks.viz` can use the run-directory and error helpers withou
 """
 from typing import Any
 
-from .cli import RunStopped, TaskError, add_common_args, apply_threads, bool_arg, parse_with_config, run_main
+from .cli import (
+    RunStopped,
+    TaskError,
+    add_common_args,
+    apply_threads,
+    bool_arg,
+    parse_key_values,
+    parse_with_config,
+    run_main,
+)
 from .files import atomic_write, write_csv, write_table
 from .lifecycle import Run, Task, build_parser, run_task
 from .metrics import Score, Summary, read_metrics
@@ -30,6 +39,7 @@ __all__ = [
     "build_parser",
     "build_trainer",
     "make_run_dir",
+    "parse_key_values",
     "parse_with_config",
     "read_metrics",
     "resolve_resume",

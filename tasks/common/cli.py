@@ -72,6 +72,23 @@ def bool_arg(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
 
 
+def parse_key_values(items: Sequence[str] | None, option: str) -> dict[str, Any]:
+    """Constructor overrides given as a repeatable `KEY=VALUE` option (`--backbone-arg`, `--model-arg`):
+    `["embed_dim=32", "depths=[1,1,2,1]"]` -> `{"embed_dim": 32, "depths": [1, 1, 2, 1]}` (values read as YAML,
+    `-` in keys as `_`); one `TaskError` naming `option` for an item that is not KEY=VALUE or a value that is not
+    YAML."""
+    out: dict[str, Any] = {}
+    for item in items or ():
+        key, sep, value = str(item).partition("=")
+        if not sep or not key.strip():
+            raise TaskError(f"{option}: expected KEY=VALUE, got {item!r}")
+        try:
+            out[key.strip().replace("-", "_")] = yaml.safe_load(value)
+        except yaml.YAMLError as err:
+            raise TaskError(f"{option}: the value of {key.strip()} is not YAML: {str(err).splitlines()[0]}") from None
+    return out
+
+
 def apply_threads(args: argparse.Namespace) -> None:
     """`torch.set_num_threads(args.threads)` when it is set and positive (None / 0: leave torch's default)."""
     threads = getattr(args, "threads", None)
