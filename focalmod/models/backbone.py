@@ -6,8 +6,8 @@ A family (`FocalNet`, `HorNet`) builds the pieces - blocks with their token mixe
 passes them in; it names the stage container (`stages_name`, a checkpoint key: ``layers`` in FocalNet, ``stages`` in
 HorNet) and reads it in `forward_levels`, the one method TorchScript needs spelled out per family.
 """
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: FX copies string annotations of forward() into the code it
+# generates, which TorchScript cannot read (timm's test_model_forward_fx_torchscript).
 from typing import Callable, Iterable, List, Sequence, Tuple
 
 import torch
