@@ -93,7 +93,7 @@ def test_atomic_checkpoint_survives_a_crash_while_saving(tmp_path, monkeypatch):
     def crash(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr("tasks.common.files.os.replace", crash)  # the one atomic writer
+    monkeypatch.setattr("focalmod.checkpoints.io.os.replace", crash)  # the one atomic writer
     with pytest.raises(OSError, match="disk full"):
         io.save_checkpoint({"step": 2, "w": torch.zeros(3)}, path)
     monkeypatch.undo()

@@ -7,10 +7,12 @@
 """
 from __future__ import annotations
 
+import io
 import os
 import pickle
 import re
 import struct
+import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -19,6 +21,7 @@ from torch import nn
 
 __all__ = [
     "CheckpointError",
+    "atomic_write",
     "read_checkpoint",
     "read_state_dict",
     "save_checkpoint",
@@ -156,6 +159,24 @@ def unwrap_model(model: nn.Module) -> nn.Module:
             return model
 
 
+def atomic_write(path: PathLike, data: str | bytes | memoryview) -> Path:
+    """Write `data` (text as UTF-8, or bytes) to `path` atomically: a temporary file in the same folder, flushed to
+    disk, then renamed over `path`, so a crash or a full disk never leaves a half-written file and never destroys the
+    previous version. The one atomic writer of the project (`tasks.common.files` re-exports it)."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data.encode() if isinstance(data, str) else data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
 def save_checkpoint(model: nn.Module, path: PathLike, extra: Mapping[str, Any] | None = None) -> Path:
     """Write `model`'s weights in focalmod's own format, atomically (temp file + rename).
 
@@ -170,17 +191,15 @@ def save_checkpoint(model: nn.Module, path: PathLike, extra: Mapping[str, Any] |
     state_dict = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
     arch = str(getattr(module, "pretrained_cfg", {}).get("architecture", type(module).__name__))
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import save_file
+    if path.suffix == ".safetensors":
+        from safetensors.torch import save
 
-            meta = {"format": "focalmod", "model": arch, "focalmod_version": __version__}
-            meta.update({str(k): str(v) for k, v in (extra or {}).items()})
-            save_file(state_dict, str(tmp), metadata=meta)
-        else:
-            torch.save({"state_dict": state_dict, "model": arch, "focalmod_version": __version__, **(extra or {})}, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+        meta = {"format": "focalmod", "model": arch, "focalmod_version": __version__}
+        meta.update({str(k): str(v) for k, v in (extra or {}).items()})
+        data = save(state_dict, metadata=meta)
+    else:
+        buffer = io.BytesIO()
+        torch.save({"state_dict": state_dict, "model": arch, "focalmod_version": __version__, **(extra or {})}, buffer)
+        data = buffer.getbuffer()
+    atomic_write(path, data)
     return path

@@ -1,34 +1,20 @@
 """Writing files: one atomic writer and one table writer (CSV + Markdown) for runs, reports and benchmarks.
 
 Atomic: the bytes go to a temporary file in the target's folder, are flushed to disk, then renamed over the target,
-so a crash (or a full disk) never leaves a half-written file and never destroys the previous version.
+so a crash (or a full disk) never leaves a half-written file and never destroys the previous version. The writer
+lives in the library (`focalmod.checkpoints.io.atomic_write`, which saves checkpoints with it) because the library
+imports nothing from `tasks/`; it is re-exported here.
 """
 from __future__ import annotations
 
 import csv
 import io
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from focalmod.checkpoints.io import atomic_write
+
 __all__ = ["atomic_write", "csv_text", "markdown_table", "write_csv", "write_table"]
-
-
-def atomic_write(path: Path | str, data: str | bytes | memoryview) -> Path:
-    """Write `data` (text as UTF-8, or bytes) to `path` atomically: temp file in the same folder, fsync, rename."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data.encode() if isinstance(data, str) else data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def csv_text(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None) -> str:
