@@ -85,6 +85,7 @@ def resolve(args: argparse.Namespace) -> None:
         if args.data is None:
             raise TaskError(f"--preset {args.preset} sizes the input, epochs and batch to --data; give --data, or "
                             "--input-size, --epochs and --batch-size")
+        FolderData.from_root(Path(args.data))  # the layout's own error before sizing reads it (small folders only)
         line = size_to_data(args, gpu=args.accelerator != "cpu" and torch.cuda.is_available())
         if is_rank_zero():
             print(line, flush=True)
