@@ -44,6 +44,40 @@ def test_synthetic_round_trip_through_loader(synth3d: Path):
     assert all(c["image"].shape == (1, 16, 16, 16) and set(np.unique(c["label"].numpy())) <= {0, 1, 2} for c in crops)
 
 
+def _small_class_case(tmp_path: Path) -> dict[str, str]:
+    """One 3D case: class 1 fills half the volume, class 2 is one 2^3 block in a corner."""
+    label = np.zeros((32, 32, 32), np.uint8)
+    label[:16] = 1
+    label[28:30, 28:30, 28:30] = 2
+    image = (label.astype(np.float32) + 1.0) * 100.0
+    case = {"image": str(tmp_path / "img.nii.gz"), "label": str(tmp_path / "lbl.nii.gz")}
+    _rewrite(case["image"], image, np.eye(4))
+    _rewrite(case["label"], label, np.eye(4))
+    return case
+
+
+@pytest.mark.parametrize("sampler, low, high", [("classes", 0.2, 0.5), ("posneg", 0.0, 0.05)])
+def test_crop_sampler_classes_draws_every_label_value_equally(tmp_path: Path, sampler, low, high):
+    case = _small_class_case(tmp_path)
+    cfg = DataConfig(spatial_dims=3, roi_size=(4, 4, 4), intensity="zscore", crop_foreground=False,
+                     crop_sampler=sampler, num_classes=3, num_samples=120, flip_prob=0.0, rot90_prob=0.0)
+    transforms = build_transforms(cfg, train=True)
+    transforms.set_random_state(0)
+    crops = transforms(case)
+    with_small = np.mean([bool((c["label"] == 2).any()) for c in crops])
+    assert low <= with_small < high  # equal ratios: a third of the centres on class 2; pos/neg: 8 of 16k fg voxels
+
+
+def test_flip_axes_limits_the_mirrored_axes(tmp_path: Path):
+    case = _small_class_case(tmp_path)
+    cfg = DataConfig(spatial_dims=3, roi_size=(32, 32, 32), intensity="zscore", crop_foreground=False,
+                     num_classes=3, num_samples=1, flip_prob=1.0, flip_axes=(2,), rot90_prob=0.0,
+                     shift_intensity_prob=0.0)
+    crop = build_transforms(cfg, train=True)(case)[0]
+    raw = np.asarray(nib.load(case["label"]).dataobj)
+    np.testing.assert_array_equal(crop["label"][0].numpy(), raw[:, :, ::-1])
+
+
 def test_synthetic_is_not_separable_by_intensity(tmp_path: Path):
     root = write_synthetic_decathlon(tmp_path / "d", spatial_dims=2, size=64, num_train=4, num_test=0)
     cases = read_decathlon(root).training
@@ -121,6 +155,8 @@ def test_bad_flags(tmp_path: Path):
         train.main(["--data", str(tmp_path), "--intensity", "range", "--out", str(tmp_path)])
     with pytest.raises(TaskError, match="no dataset.json"):
         train.main(["--data", str(tmp_path), "--out", str(tmp_path / "run")])
+    with pytest.raises(TaskError, match=r"--flip-axes needs spatial axes in 0..2 for --spatial-dims 3, got \[3\]"):
+        train.main(["--flip-axes", "3", "--out", str(tmp_path / "run3")])
     with pytest.raises(TaskError, match="--model focal_unet: depths"):
         train.main(["--depths", "0", "--out", str(tmp_path / "run2"), "--synthetic-cases", "2",
                     "--synthetic-size", "24"])

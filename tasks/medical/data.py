@@ -57,24 +57,31 @@ class DataConfig:
     a_min: float = 0.0
     a_max: float = 1.0
     crop_foreground: bool = True
+    crop_sampler: str = "posneg"  # 'posneg' (RandCropByPosNegLabeld) or 'classes' (RandCropByLabelClassesd, equal)
+    num_classes: int = 2  # label values 0..num_classes-1 (the 'classes' sampler draws each one equally often)
     num_samples: int = 2
     pos: float = 1.0
     neg: float = 1.0
     flip_prob: float = 0.5
+    flip_axes: tuple[int, ...] | None = None  # spatial axes RandFlipd may mirror; None: every axis
     rot90_prob: float = 0.2
     shift_intensity_prob: float = 0.3
 
 
-def data_config(flags: dict[str, Any]) -> DataConfig:
-    """The transform settings of a resolved `tasks.medical.train` flag set (its config.yaml)."""
+def data_config(flags: dict[str, Any], num_classes: int = 2) -> DataConfig:
+    """The transform settings of a resolved `tasks.medical.train` flag set (its config.yaml) for a dataset of
+    `num_classes` label values."""
     orientation = flags["orientation"]
     return DataConfig(
         spatial_dims=flags["spatial_dims"], roi_size=tuple(flags["roi_size"]),
         pixdim=tuple(flags["pixdim"]) if flags["pixdim"] else None,
         orientation=None if str(orientation).lower() == "none" else orientation,
         intensity=flags["intensity"], a_min=flags["a_min"] or 0.0, a_max=flags["a_max"] or 1.0,
-        crop_foreground=not flags["no_crop_foreground"], num_samples=flags["num_samples"], pos=flags["pos"],
-        neg=flags["neg"], flip_prob=flags["flip_prob"], rot90_prob=flags["rot90_prob"],
+        crop_foreground=not flags["no_crop_foreground"], crop_sampler=flags.get("crop_sampler", "posneg"),
+        num_classes=num_classes, num_samples=flags["num_samples"], pos=flags["pos"],
+        neg=flags["neg"], flip_prob=flags["flip_prob"],
+        flip_axes=tuple(flags["flip_axes"]) if flags.get("flip_axes") is not None else None,
+        rot90_prob=flags["rot90_prob"],
         shift_intensity_prob=flags["shift_intensity_prob"],
     )
 
@@ -188,11 +195,18 @@ def build_transforms(cfg: DataConfig, train: bool, keys: Sequence[str] = ("image
     if cfg.crop_foreground:
         steps.append(T.CropForegroundd(keys, source_key="image", allow_smaller=True))
     if train:
-        axes = tuple(range(cfg.spatial_dims))
+        axes = tuple(range(cfg.spatial_dims)) if cfg.flip_axes is None else cfg.flip_axes
+        if cfg.crop_sampler == "classes":  # crop centres on every label value equally often (small ones included)
+            crop = T.RandCropByLabelClassesd(keys, label_key="label", spatial_size=cfg.roi_size,
+                                             num_classes=cfg.num_classes, num_samples=cfg.num_samples,
+                                             image_key="image", image_threshold=0, warn=False)
+        else:
+            crop = T.RandCropByPosNegLabeld(keys, label_key="label", spatial_size=cfg.roi_size, pos=cfg.pos,
+                                            neg=cfg.neg, num_samples=cfg.num_samples, image_key="image",
+                                            image_threshold=0)
         steps += [
             T.SpatialPadd(keys, spatial_size=cfg.roi_size),
-            T.RandCropByPosNegLabeld(keys, label_key="label", spatial_size=cfg.roi_size, pos=cfg.pos, neg=cfg.neg,
-                                     num_samples=cfg.num_samples, image_key="image", image_threshold=0),
+            crop,
             *[T.RandFlipd(keys, prob=cfg.flip_prob, spatial_axis=a) for a in axes],
             T.RandShiftIntensityd("image", offsets=0.1, prob=cfg.shift_intensity_prob),
         ]

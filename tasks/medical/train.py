@@ -64,10 +64,16 @@ def add_options(p: argparse.ArgumentParser) -> None:
     d.add_argument("--a-min", type=float, default=None, help="intensity window low end for --intensity range")
     d.add_argument("--a-max", type=float, default=None, help="intensity window high end for --intensity range")
     d.add_argument("--no-crop-foreground", action="store_true", help="skip CropForegroundd")
-    d.add_argument("--num-samples", type=int, default=2, help="RandCropByPosNegLabeld crops per volume")
+    d.add_argument("--crop-sampler", choices=("posneg", "classes"), default="posneg",
+                   help="training crop centres: posneg = RandCropByPosNegLabeld (--pos foreground : --neg background), "
+                        "classes = RandCropByLabelClassesd with every label value equally often")
+    d.add_argument("--num-samples", type=int, default=2, help="random crops per volume")
     d.add_argument("--pos", type=float, default=1.0, help="RandCropByPosNegLabeld weight of foreground centres")
     d.add_argument("--neg", type=float, default=1.0, help="RandCropByPosNegLabeld weight of background centres")
     d.add_argument("--flip-prob", type=float, default=0.5, help="RandFlipd probability per axis")
+    d.add_argument("--flip-axes", type=int, nargs="*", default=None,
+                   help="spatial axes RandFlipd may mirror (after --orientation; 0 = left-right in RAS); "
+                        "unset: every axis, none given: no flips")
     d.add_argument("--rot90-prob", type=float, default=0.2, help="RandRotate90d probability (square crops only)")
     d.add_argument("--shift-intensity-prob", type=float, default=0.3, help="RandShiftIntensityd probability")
     d.add_argument("--cache-rate", type=float, default=1.0, help="CacheDataset fraction of cases cached")
@@ -124,6 +130,8 @@ def resolve_args(args: argparse.Namespace) -> argparse.Namespace:
     if len(roi) != sd or min(roi) <= 0:
         raise TaskError(f"--roi-size needs 1 or {sd} positive ints for --spatial-dims {sd}, got {args.roi_size}")
     args.roi_size = roi
+    if args.flip_axes is not None and any(not 0 <= a < sd for a in args.flip_axes):
+        raise TaskError(f"--flip-axes needs spatial axes in 0..{sd - 1} for --spatial-dims {sd}, got {args.flip_axes}")
     if args.pixdim is not None and len(args.pixdim) != sd:
         raise TaskError(f"--pixdim needs {sd} values for --spatial-dims {sd}, got {args.pixdim}")
     if args.intensity == "range" and (args.a_min is None or args.a_max is None or args.a_max <= args.a_min):
@@ -195,7 +203,7 @@ def train(run: Run) -> Summary | list[dict[str, Any]] | None:
     for case in dataset.training:
         check_case(case, dataset.labels, args.spatial_dims, len(dataset.modalities))
     train_cases, val_cases = split_cases(dataset.training, args.val_frac, args.seed)
-    cfg = data_config(vars(args))
+    cfg = data_config(vars(args), dataset.num_classes)
     module = build_module(args, len(dataset.modalities), dataset.num_classes)
     params = sum(p.numel() for p in module.model.parameters())
     run.say(f"{args.model}: {params / 1e6:.2f} M params; {dataset.name}: {len(train_cases)} train / {len(val_cases)} "
