@@ -8,7 +8,7 @@ alike; ratios are throughput ratios of the medians (> 1: the first one faster). 
 * ``ours``: `focalmod.optimize(model, device)` (the fast path chosen once; fp32), ``timm``, ``convnext``: plain;
   each in every layout of ``--layouts``, the best layout of each kept (as in the issue's table);
 * ``*_compiled``: `torch.compile` with inductor weight freezing on CPU inference (`focalmod.optimize(...,
-  compile=True)` for ours, the same options for timm's models);
+  compile=True)` for ours: the oneDNN fast modules, compiled; `compile_frozen` for timm's models);
 * ``ours_bf16`` / ``ours_bf16_compiled``: `focalmod.optimize(model, device, dtype=torch.bfloat16)` (without / with
   compile); the faster is "our best bf16 path", its top-1 compared with our fp32 eager on a fixed input set;
 * training step (SGD, cross-entropy): ours with the training fast path, ours with ``recompute=True``, timm, ConvNeXt;
@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 import focalmod
+from focalmod.models.optimize import compile_frozen
 
 from ._timing import inference_call, interleave, median, train_step_call
 
@@ -106,8 +107,8 @@ def _train(model: nn.Module, x: torch.Tensor, num_classes: int) -> Callable[[], 
 
 
 def _compiled(model: nn.Module, device: torch.device) -> Callable:
-    freeze = device.type == "cpu"  # as focalmod.optimize(compile=True) does for CPU inference
-    return torch.compile(model, options={"freezing": True} if freeze else None)
+    # as focalmod.optimize(compile=True) does for CPU inference: inductor weight freezing
+    return compile_frozen(model) if device.type == "cpu" else torch.compile(model)
 
 
 def _best(img_s: dict[str, float], name: str, layouts: list[str]) -> tuple[float, str]:
