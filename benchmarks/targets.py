@@ -149,9 +149,11 @@ def measure_variant(ours: nn.Module, timm_model: nn.Module, convnext: nn.Module,
         for name, model in plain.items():
             model = _compiled(copy.deepcopy(model).to(device, memory_format=fmt), device)
             fns[f"{name}_compiled"] = inference_call(model, x)
-    bf16 = {"ours_bf16": focalmod.optimize(copy.deepcopy(ours), device, dtype=torch.bfloat16,
-                                           channels_last=args.compile_layout == "channels_last")}
-    if not args.no_compile:
+    bf16: dict[str, nn.Module] = {}
+    if not args.no_bf16:
+        bf16["ours_bf16"] = focalmod.optimize(copy.deepcopy(ours), device, dtype=torch.bfloat16,
+                                              channels_last=args.compile_layout == "channels_last")
+    if bf16 and not args.no_compile:
         bf16["ours_bf16_compiled"] = focalmod.optimize(copy.deepcopy(ours), device, dtype=torch.bfloat16,
                                                        compile=True,
                                                        channels_last=args.compile_layout == "channels_last")
@@ -180,10 +182,12 @@ def measure_variant(ours: nn.Module, timm_model: nn.Module, convnext: nn.Module,
     peak = {k: peak_train_bytes(variant, k, args) for k in ("ours_recompute", "timm", "convnext")}
 
     # bf16 top-1 agreement on a fixed input set, our best bf16 path against our fp32 eager
-    best_bf16 = max(bf16, key=lambda k: img_s[k])
-    inputs = torch.randn(args.agree_samples, 3, size, size, generator=torch.Generator().manual_seed(args.seed + 1))
-    agreement = top1_agreement(eager_ours[layouts[0]], bf16[best_bf16], inputs.to(device), args.batch,
-                               torch.bfloat16)
+    best_bf16, agreement = "none (--no-bf16)", math.nan
+    if bf16:
+        best_bf16 = max(bf16, key=lambda k: img_s[k])
+        inputs = torch.randn(args.agree_samples, 3, size, size, generator=torch.Generator().manual_seed(args.seed + 1))
+        agreement = top1_agreement(eager_ours[layouts[0]], bf16[best_bf16], inputs.to(device), args.batch,
+                                   torch.bfloat16)
 
     ours_eager, ours_layout = _best(img_s, "ours", layouts)
     timm_eager, timm_layout = _best(img_s, "timm", layouts)
@@ -196,7 +200,7 @@ def measure_variant(ours: nn.Module, timm_model: nn.Module, convnext: nn.Module,
         train_recompute_vs_timm=img_s["train_ours_recompute"] / img_s["train_timm"],
         compiled_vs_timm_compiled=compiled["ours"] / compiled["timm"],
         compiled_vs_our_eager=compiled["ours"] / ours_eager,
-        bf16_vs_our_fp32=img_s[best_bf16] / ours_eager,
+        bf16_vs_our_fp32=img_s.get(best_bf16, math.nan) / ours_eager,
         bf16_path=best_bf16,
         bf16_top1_agreement=agreement,
         act_bytes_vs_timm=act["ours_recompute"] / act["timm"],
