@@ -6,7 +6,8 @@ and selects:
 
 * ``compile=True``: additionally `torch.compile` the model chosen below (on CPU for inference with inductor's weight
   freezing, `compile_frozen`); the oneDNN fast modules call their fused ops through `torch.library` custom ops, so
-  inductor runs them as extern kernels and fuses the pointwise ops around them;
+  inductor runs them as extern kernels and fuses the pointwise ops around them (compiled training keeps the plain
+  or recomputing modules, without freezing);
 * ``recompute=True`` (training): the recomputing modules (`focalmod.layers.recompute`: GELU outputs and the focal
   levels are recomputed in backward instead of saved; same numbers and gradients, fewer activation bytes), on any
   device and dtype, instead of the oneDNN training modules;
