@@ -110,6 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compile-layout", choices=sorted(LAYOUTS), default="channels_last",
                    help="--targets: memory layout of the compiled and bf16 candidates (default channels_last)")
     p.add_argument("--no-compile", action="store_true", help="--targets: skip the compiled candidates")
+    p.add_argument("--no-bf16", action="store_true",
+                   help="--targets: skip the bf16 candidates (slow where bf16 is emulated, e.g. AVX2 CPUs)")
     p.add_argument("--agree-samples", type=int, default=None,
                    help="--targets: fixed inputs for the bf16 top-1 agreement (default 200, quick 16)")
     p.add_argument("--out", type=Path, default=None, help="run directory (default: runs/bench/<timestamp>)")

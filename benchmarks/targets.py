@@ -8,7 +8,7 @@ alike; ratios are throughput ratios of the medians (> 1: the first one faster). 
 * ``ours``: `focalmod.optimize(model, device)` (the fast path chosen once; fp32), ``timm``, ``convnext``: plain;
   each in every layout of ``--layouts``, the best layout of each kept (as in the issue's table);
 * ``*_compiled``: `torch.compile` with inductor weight freezing on CPU inference (`focalmod.optimize(...,
-  compile=True)` for ours, the same options for timm's models);
+  compile=True)` for ours: the oneDNN fast modules, compiled; `compile_frozen` for timm's models);
 * ``ours_bf16`` / ``ours_bf16_compiled``: `focalmod.optimize(model, device, dtype=torch.bfloat16)` (without / with
   compile); the faster is "our best bf16 path", its top-1 compared with our fp32 eager on a fixed input set;
 * training step (SGD, cross-entropy): ours with the training fast path, ours with ``recompute=True``, timm, ConvNeXt;
@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 import focalmod
+from focalmod.models.optimize import compile_frozen
 
 from ._timing import inference_call, interleave, median, train_step_call
 
@@ -106,8 +107,8 @@ def _train(model: nn.Module, x: torch.Tensor, num_classes: int) -> Callable[[], 
 
 
 def _compiled(model: nn.Module, device: torch.device) -> Callable:
-    freeze = device.type == "cpu"  # as focalmod.optimize(compile=True) does for CPU inference
-    return torch.compile(model, options={"freezing": True} if freeze else None)
+    # as focalmod.optimize(compile=True) does for CPU inference: inductor weight freezing
+    return compile_frozen(model) if device.type == "cpu" else torch.compile(model)
 
 
 def _best(img_s: dict[str, float], name: str, layouts: list[str]) -> tuple[float, str]:
@@ -148,9 +149,11 @@ def measure_variant(ours: nn.Module, timm_model: nn.Module, convnext: nn.Module,
         for name, model in plain.items():
             model = _compiled(copy.deepcopy(model).to(device, memory_format=fmt), device)
             fns[f"{name}_compiled"] = inference_call(model, x)
-    bf16 = {"ours_bf16": focalmod.optimize(copy.deepcopy(ours), device, dtype=torch.bfloat16,
-                                           channels_last=args.compile_layout == "channels_last")}
-    if not args.no_compile:
+    bf16: dict[str, nn.Module] = {}
+    if not args.no_bf16:
+        bf16["ours_bf16"] = focalmod.optimize(copy.deepcopy(ours), device, dtype=torch.bfloat16,
+                                              channels_last=args.compile_layout == "channels_last")
+    if bf16 and not args.no_compile:
         bf16["ours_bf16_compiled"] = focalmod.optimize(copy.deepcopy(ours), device, dtype=torch.bfloat16,
                                                        compile=True,
                                                        channels_last=args.compile_layout == "channels_last")
@@ -179,10 +182,12 @@ def measure_variant(ours: nn.Module, timm_model: nn.Module, convnext: nn.Module,
     peak = {k: peak_train_bytes(variant, k, args) for k in ("ours_recompute", "timm", "convnext")}
 
     # bf16 top-1 agreement on a fixed input set, our best bf16 path against our fp32 eager
-    best_bf16 = max(bf16, key=lambda k: img_s[k])
-    inputs = torch.randn(args.agree_samples, 3, size, size, generator=torch.Generator().manual_seed(args.seed + 1))
-    agreement = top1_agreement(eager_ours[layouts[0]], bf16[best_bf16], inputs.to(device), args.batch,
-                               torch.bfloat16)
+    best_bf16, agreement = "none (--no-bf16)", math.nan
+    if bf16:
+        best_bf16 = max(bf16, key=lambda k: img_s[k])
+        inputs = torch.randn(args.agree_samples, 3, size, size, generator=torch.Generator().manual_seed(args.seed + 1))
+        agreement = top1_agreement(eager_ours[layouts[0]], bf16[best_bf16], inputs.to(device), args.batch,
+                                   torch.bfloat16)
 
     ours_eager, ours_layout = _best(img_s, "ours", layouts)
     timm_eager, timm_layout = _best(img_s, "timm", layouts)
@@ -195,7 +200,7 @@ def measure_variant(ours: nn.Module, timm_model: nn.Module, convnext: nn.Module,
         train_recompute_vs_timm=img_s["train_ours_recompute"] / img_s["train_timm"],
         compiled_vs_timm_compiled=compiled["ours"] / compiled["timm"],
         compiled_vs_our_eager=compiled["ours"] / ours_eager,
-        bf16_vs_our_fp32=img_s[best_bf16] / ours_eager,
+        bf16_vs_our_fp32=img_s.get(best_bf16, math.nan) / ours_eager,
         bf16_path=best_bf16,
         bf16_top1_agreement=agreement,
         act_bytes_vs_timm=act["ours_recompute"] / act["timm"],

@@ -15,7 +15,7 @@ from timm.models.focalnet import FocalNet as TimmFocalNet
 import focalmod
 from focalmod.layers import FocalModulation, FocalNetBlock
 from focalmod.layers import _cpu_fastpath as fp
-from focalmod.models.optimize import restore_plain
+from focalmod.models.optimize import FrozenCompiled, restore_plain
 from focalmod.viz import modulation_maps
 
 # Only a torch built without oneDNN skips; where oneDNN is there, missing or changed ops fail every test below.
@@ -32,6 +32,18 @@ def test_private_oneDNN_ops_keep_the_schemas_the_fast_path_calls():
         "mkldnn::_convolution_pointwise(Tensor X, Tensor W, Tensor? B, int[] padding, int[] stride, int[] dilation, "
         "int groups, str attr, Scalar?[] scalars, str? algorithm) -> Tensor Y"
     )
+
+
+def test_custom_ops_wrapping_the_private_ops_pass_torch_opcheck():
+    # torch.library.opcheck: schema, fake (meta) implementation against the real op, autograd registration, and
+    # tracing through AOT dispatch, which inductor relies on to call them as extern kernels
+    x = torch.randn(2, 5, 8)
+    torch.library.opcheck(fp.dnnl_linear, (x, torch.randn(6, 8), torch.randn(6), "gelu"))
+    torch.library.opcheck(fp.dnnl_linear, (x, torch.randn(6, 8), None, "none"))
+    for shape, kernel, pad in (((2, 4, 7, 9), (3, 3), [1, 1]), ((1, 4, 3, 5, 6), (3, 5, 5), [1, 2, 2])):
+        fmt = torch.channels_last if len(shape) == 4 else torch.channels_last_3d
+        xc = torch.randn(shape).contiguous(memory_format=fmt)
+        torch.library.opcheck(fp.dnnl_same_conv_gelu, (xc, torch.randn(4, 1, *kernel), None, pad, 4))
 
 
 def _randomize(module: torch.nn.Module) -> None:
@@ -148,3 +160,27 @@ def test_default_forward_is_plain_and_hooks_on_inner_linears_fire():
     assert seen == [(1, 5, 5, 8)]
     with torch.autocast("cpu", dtype=torch.bfloat16), torch.no_grad():
         assert module(torch.randn(1, 8, 4, 4)).dtype == torch.bfloat16
+
+
+def test_compiled_inference_freezes_keeps_the_fast_ops_and_equals_plain():
+    block = FocalNetBlock(16, 2, focal_level=2, layerscale_value=0.5).eval()
+    _randomize(block)
+    x = torch.randn(2, 16, 7, 9)
+    with torch.inference_mode():
+        plain = block(x)
+    compiled = focalmod.optimize(copy.deepcopy(block), compile=True)
+    assert isinstance(compiled, FrozenCompiled) and isinstance(compiled._orig_mod, fp.FastFocalNetBlock)
+    assert list(compiled.state_dict()) == [f"_orig_mod.{k}" for k in block.state_dict()]
+    torch._dynamo.reset()
+    with torch.inference_mode():
+        out = compiled(x)  # compiles
+        with torch.profiler.profile() as prof:
+            again = compiled(x)
+    ops = {event.key for event in prof.key_averages()}
+    # the fused oneDNN ops run as extern kernels inside the compiled graph (not bypassed)
+    assert {"focalmod::dnnl_linear", "focalmod::dnnl_same_conv_gelu"} <= ops, ops
+    # weights were frozen: inductor prepacked the gate columns' plain linear (it packs constant weights only)
+    assert torch._dynamo.utils.counters["inductor"]["mkldnn_linear_weight_pack_matcher_count"] > 0
+    assert torch._dynamo.utils.counters["graph_break"] == {}
+    torch.testing.assert_close(out, plain, rtol=0, atol=1e-5)
+    torch.testing.assert_close(again, plain, rtol=0, atol=1e-5)
