@@ -136,6 +136,27 @@ def test_stereo_44k_is_resampled_and_downmixed(tmp_path: Path) -> None:
     assert peak.shape == (SR // 10,) and abs(float(peak.abs().max()) - 1.0) < 1e-6
 
 
+def test_repeat_pad_trims_silence_and_loops_the_sound(tmp_path: Path) -> None:
+    # 16-bit WAV: 0.1 s of silence, a 0.2 s 440 Hz burst (first half loud, second half -20 dB), 0.3 s of silence:
+    # a word in a longer window. 'repeat' keeps only the burst (both halves) and loops it over 1 s; 'zero' keeps
+    # the silence.
+    burst = np.sin(2 * np.pi * 440 * np.arange(int(0.2 * SR)) / SR) * np.repeat([0.8, 0.08], int(0.1 * SR))
+    sf.write(tmp_path / "w.wav", np.concatenate([np.zeros(SR // 10), burst, np.zeros(3 * SR // 10)]), SR)
+    looped = load_waveform(tmp_path / "w.wav", SR, SR, normalize="none", pad="repeat").numpy()
+    assert looped.shape == (SR,)
+    period = len(burst)
+    np.testing.assert_allclose(looped[:period], burst, atol=1e-4)  # trimmed to the burst, quiet half kept
+    np.testing.assert_allclose(looped[period:2 * period], burst, atol=1e-4)  # then repeated
+    frames = looped[: SR // 100 * 100].reshape(100, -1)
+    assert (np.abs(frames).max(axis=1) > 0.05).all()  # no silent 10 ms frame anywhere
+    zero = load_waveform(tmp_path / "w.wav", SR, SR, normalize="none", pad="zero").numpy()
+    assert np.abs(zero[: SR // 10]).max() == 0 and np.abs(zero[6 * SR // 10:]).max() == 0
+    sf.write(tmp_path / "silent.wav", np.zeros(SR // 4), SR)  # nothing to trim to: stays silent, no error
+    assert load_waveform(tmp_path / "silent.wav", SR, SR // 2, pad="repeat").abs().max() == 0
+    with pytest.raises(ValueError, match="--pad must be one of zero, repeat"):
+        load_waveform(tmp_path / "w.wav", SR, SR, pad="loop")
+
+
 @pytest.mark.parametrize("kind", ["logmel", "stft"])
 def test_features_shape_and_gain_in_feature_domain(kind: str) -> None:
     cfg = FeatureConfig(kind, SR, 0.25, n_fft=256, win_length=200, hop_length=80, n_mels=32, normalize="none")

@@ -25,6 +25,8 @@ from tasks.common import TaskError
 from tasks.common.files import atomic_write
 
 __all__ = [
+    "PADS",
+    "trim_silence",
     "ESC50_COLUMNS",
     "Clip",
     "ESC50Index",
@@ -187,9 +189,33 @@ def _resampler(orig: int, new: int) -> torchaudio.transforms.Resample:
     return torchaudio.transforms.Resample(orig, new)
 
 
-def load_waveform(path: Path, sample_rate: int, num_samples: int, normalize: str = "peak") -> torch.Tensor:
+PADS = ("zero", "repeat")
+TRIM_TOP_DB = 60.0  # librosa.effects.trim's default: frames this far below the loudest count as silence
+
+
+def trim_silence(wave: torch.Tensor, sample_rate: int, top_db: float = TRIM_TOP_DB) -> torch.Tensor:
+    """`wave` without its leading and trailing silence: 10 ms frames whose RMS is more than `top_db` below the
+    loudest frame's (as `librosa.effects.trim`); an all-silent clip is returned unchanged."""
+    hop = max(sample_rate // 100, 1)
+    frames = torch.nn.functional.pad(wave, (0, (-wave.numel()) % hop)).reshape(-1, hop)
+    rms = frames.pow(2).mean(dim=1).sqrt()
+    active = torch.nonzero(rms > rms.max() * 10 ** (-top_db / 20)).flatten()
+    if active.numel() == 0:
+        return wave
+    return wave[int(active[0]) * hop:(int(active[-1]) + 1) * hop]
+
+
+def load_waveform(
+    path: Path, sample_rate: int, num_samples: int, normalize: str = "peak", pad: str = "zero"
+) -> torch.Tensor:
     """`(num_samples,)` float32: the file read with soundfile, averaged to mono, resampled to `sample_rate`,
-    zero-padded or cropped at the end; `normalize='peak'` divides by the clip's maximum (as the sound paper)."""
+    cropped at the end when longer; `normalize='peak'` divides by the clip's maximum (as the sound paper).
+
+    `pad='zero'` fills a shorter clip with silence at the end (as ESC-50's own files); `pad='repeat'` first trims the
+    leading and trailing silence (`trim_silence`) and then repeats the sound until the clip is full, so a short
+    event fills the network's input instead of a few frames of it (a drum hit or a word in a 5 s window)."""
+    if pad not in PADS:
+        raise ValueError(f"--pad must be one of {', '.join(PADS)}, got {pad!r}")
     path = Path(path)
     try:
         data, rate = sf.read(path, dtype="float32", always_2d=True)
@@ -202,6 +228,9 @@ def load_waveform(path: Path, sample_rate: int, num_samples: int, normalize: str
     wave = torch.from_numpy(data).mean(dim=1)
     if rate != sample_rate:
         wave = _resampler(int(rate), int(sample_rate))(wave)
+    if pad == "repeat":
+        wave = trim_silence(wave, sample_rate)
+        wave = wave.repeat(-(-num_samples // wave.numel()))
     wave = wave[:num_samples]
     if wave.numel() < num_samples:
         wave = torch.nn.functional.pad(wave, (0, num_samples - wave.numel()))
@@ -264,7 +293,7 @@ def extract_features(
         path = index.path(clip)
 
         def compute(path: Path = path) -> np.ndarray:
-            wave = load_waveform(path, cfg.sample_rate, cfg.num_samples, cfg.normalize)
+            wave = load_waveform(path, cfg.sample_rate, cfg.num_samples, cfg.normalize, cfg.pad)
             with torch.no_grad():
                 return extractor(wave).numpy().astype(np.float32)
 

@@ -32,7 +32,7 @@ from tasks.common.launch import is_rank_zero
 from tasks.common.reports import save_classification_report
 
 from .baseline import BASELINE_NAME, mfcc_baseline_accuracy
-from .data import FeatureCache, extract_features, read_esc50
+from .data import PADS, FeatureCache, extract_features, read_esc50
 from .features import FEATURE_KINDS, FeatureConfig, FeatureExtractor
 from .models import AUDIO_MODELS, default_variant
 from .protocol import build_model, model_overrides, plan_splits, run_split
@@ -66,6 +66,9 @@ def add_options(p: argparse.ArgumentParser) -> None:
     f.add_argument("--hop-length", type=int, default=None, help="hop (samples)")
     f.add_argument("--n-mels", type=int, default=None, help="mel bands (logmel)")
     f.add_argument("--normalize", choices=("peak", "none"), default="peak", help="peak-normalise each clip")
+    f.add_argument("--pad", choices=PADS, default="zero",
+                   help="fill a clip's window: zero = silence after a short file (as ESC-50's own files); repeat = "
+                        "trim leading/trailing silence (60 dB below the loudest 10 ms) and loop the sound")
     m = p.add_argument_group("model")
     m.add_argument("--model", choices=AUDIO_MODELS, default="focalnet2d",
                    help="focalnet2d: 2D net on time x frequency; focalnet1d: 1D net over frames (bins = channels); "
@@ -179,7 +182,7 @@ def train(run: Run) -> Summary | None:
     index = read_esc50(dataset_root(run), esc10=args.esc10)
     try:
         fcfg = FeatureConfig(args.features, args.sample_rate, args.clip_seconds, args.n_fft, args.win_length,
-                             args.hop_length, args.n_mels, args.normalize)
+                             args.hop_length, args.n_mels, args.normalize, args.pad)
     except ValueError as err:
         raise TaskError(str(err)) from None
     params = sum(p.numel() for p in build_model(args, len(index.targets), fcfg).parameters())  # fails fast

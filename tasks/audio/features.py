@@ -31,6 +31,7 @@ class FeatureConfig:
     hop_length: int = 160
     n_mels: int = 128
     normalize: str = "peak"
+    pad: str = "zero"  # 'zero': silence after a short clip; 'repeat': silence trimmed, sound looped (load_waveform)
 
     def __post_init__(self) -> None:
         if self.kind not in FEATURE_KINDS:
@@ -40,6 +41,8 @@ class FeatureConfig:
                 raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
         if self.win_length > self.n_fft:
             raise ValueError(f"--win-length ({self.win_length}) must be <= --n-fft ({self.n_fft})")
+        if self.pad not in ("zero", "repeat"):
+            raise ValueError(f"--pad must be zero or repeat, got {self.pad!r}")
         if self.clip_seconds <= 0:
             raise ValueError(f"--clip-seconds must be positive, got {self.clip_seconds}")
 

@@ -145,7 +145,7 @@ def _explain(module: AudioClassifierModule, index: ESC50Index, clip_idx: np.ndar
         x = feats[clip_idx[pos]][None]
         fmap = last_stage_modulator_map(module.model, module.normalize(x.to(module.device)))[0].cpu()
         cfg = extractor.config
-        wave = load_waveform(index.path(clip), cfg.sample_rate, cfg.num_samples, cfg.normalize)
+        wave = load_waveform(index.path(clip), cfg.sample_rate, cfg.num_samples, cfg.normalize, cfg.pad)
         true, pred = names[labels[pos]], names[int(preds[pos])]
         paths = explain_clip(out_dir / Path(clip.filename).stem, wave, x[0], fmap, extractor, args.quantile,
                              title=f"{clip.filename}: true {true}, predicted {pred}")
