@@ -24,6 +24,8 @@ import torchaudio
 from tasks.common import TaskError
 from tasks.common.files import atomic_write
 
+from .features import PADS
+
 __all__ = [
     "PADS",
     "trim_silence",
@@ -189,7 +191,6 @@ def _resampler(orig: int, new: int) -> torchaudio.transforms.Resample:
     return torchaudio.transforms.Resample(orig, new)
 
 
-PADS = ("zero", "repeat")
 TRIM_TOP_DB = 60.0  # librosa.effects.trim's default: frames this far below the loudest count as silence
 
 

@@ -16,6 +16,7 @@ from torch import nn
 __all__ = ["FeatureConfig", "FeatureExtractor", "apply_gain"]
 
 FEATURE_KINDS = ("logmel", "stft")
+PADS = ("zero", "repeat")  # how a clip fills its window (tasks.audio.data.load_waveform)
 _LOG_EPS = 1e-6
 
 
@@ -41,8 +42,8 @@ class FeatureConfig:
                 raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
         if self.win_length > self.n_fft:
             raise ValueError(f"--win-length ({self.win_length}) must be <= --n-fft ({self.n_fft})")
-        if self.pad not in ("zero", "repeat"):
-            raise ValueError(f"--pad must be zero or repeat, got {self.pad!r}")
+        if self.pad not in PADS:
+            raise ValueError(f"--pad must be one of {', '.join(PADS)}, got {self.pad!r}")
         if self.clip_seconds <= 0:
             raise ValueError(f"--clip-seconds must be positive, got {self.clip_seconds}")
 
