@@ -108,7 +108,7 @@ def add_options(p: argparse.ArgumentParser) -> None:
     o = p.add_argument_group("optimisation")
     o.add_argument("--max-steps", type=int, default=200,
                    help="optimiser steps (the budget shared by --compare); the decathlon preset leaves it to the data: "
-                        "40 per training case on a CPU, 100 on a GPU (tasks/medical/sizing.py)")
+                        "80 per training case on a CPU, 100 on a GPU (tasks/medical/sizing.py)")
     o.add_argument("--batch-size", type=int, default=2, help="volumes per batch (x --num-samples crops)")
     o.add_argument("--lr", type=float, default=1e-3, help="AdamW peak learning rate")
     o.add_argument("--weight-decay", type=float, default=1e-5, help="AdamW weight decay")
