@@ -19,9 +19,10 @@ from monai import transforms as T
 from tasks.common.cli import TaskError
 
 _RAS_LABELS = (("L", "R"), ("P", "A"), ("I", "S"))  # nibabel's world axes (passing them silences a MONAI warning)
+CROP_SAMPLERS = ("posneg", "classes", "balanced")  # --crop-sampler choices (see DataConfig.crop_sampler)
 
-__all__ = ["DataConfig", "DecathlonDataset", "build_transforms", "check_case", "data_config", "read_decathlon",
-           "split_cases"]
+__all__ = ["CROP_SAMPLERS", "DataConfig", "DecathlonDataset", "build_transforms", "check_case", "data_config",
+           "read_decathlon", "split_cases", "train_augmentation"]
 
 
 @dataclass
@@ -57,8 +58,9 @@ class DataConfig:
     a_min: float = 0.0
     a_max: float = 1.0
     crop_foreground: bool = True
-    crop_sampler: str = "posneg"  # 'posneg' (RandCropByPosNegLabeld) or 'classes' (RandCropByLabelClassesd, equal)
-    num_classes: int = 2  # label values 0..num_classes-1 (the 'classes' sampler draws each one equally often)
+    crop_sampler: str = "posneg"  # one of CROP_SAMPLERS: 'posneg' (RandCropByPosNegLabeld), 'classes'
+    # (RandCropByLabelClassesd, label values equal within a volume), 'balanced' (equal across volumes: sampling.py)
+    num_classes: int = 2  # label values 0..num_classes-1 (the 'classes' / 'balanced' samplers draw each equally)
     num_samples: int = 2
     pos: float = 1.0
     neg: float = 1.0
@@ -177,7 +179,8 @@ def split_cases(cases: Sequence[dict], val_frac: float, seed: int) -> tuple[list
 
 
 def build_transforms(cfg: DataConfig, train: bool, keys: Sequence[str] = ("image", "label")) -> T.Compose:
-    """MONAI dictionary transforms; the deterministic prefix is invertible (`Invertd` maps predictions back)."""
+    """MONAI dictionary transforms; the deterministic prefix is invertible (`Invertd` maps predictions back).
+    `train=True` appends `train_augmentation` (for --crop-sampler posneg / classes)."""
     keys = list(keys)
     has_label = "label" in keys
     interp = ["bilinear", "nearest"] if has_label else ["bilinear"]
@@ -195,21 +198,36 @@ def build_transforms(cfg: DataConfig, train: bool, keys: Sequence[str] = ("image
     if cfg.crop_foreground:
         steps.append(T.CropForegroundd(keys, source_key="image", allow_smaller=True))
     if train:
-        axes = tuple(range(cfg.spatial_dims)) if cfg.flip_axes is None else cfg.flip_axes
-        if cfg.crop_sampler == "classes":  # crop centres on every label value equally often (small ones included)
-            crop = T.RandCropByLabelClassesd(keys, label_key="label", spatial_size=cfg.roi_size,
-                                             num_classes=cfg.num_classes, num_samples=cfg.num_samples,
-                                             image_key="image", image_threshold=0, warn=False)
-        else:
-            crop = T.RandCropByPosNegLabeld(keys, label_key="label", spatial_size=cfg.roi_size, pos=cfg.pos,
-                                            neg=cfg.neg, num_samples=cfg.num_samples, image_key="image",
-                                            image_threshold=0)
-        steps += [
-            T.SpatialPadd(keys, spatial_size=cfg.roi_size),
-            crop,
-            *[T.RandFlipd(keys, prob=cfg.flip_prob, spatial_axis=a) for a in axes],
-            T.RandShiftIntensityd("image", offsets=0.1, prob=cfg.shift_intensity_prob),
-        ]
-        if cfg.rot90_prob > 0 and cfg.roi_size[0] == cfg.roi_size[1]:  # a 90-degree turn keeps the crop shape
-            steps.append(T.RandRotate90d(keys, prob=cfg.rot90_prob, max_k=3, spatial_axes=(0, 1)))
+        steps += train_augmentation(cfg, keys).transforms
+    return T.Compose(steps)
+
+
+def train_augmentation(cfg: DataConfig, keys: Sequence[str] = ("image", "label"),
+                       crop_class: int | None = None) -> T.Compose:
+    """The random part of the training transforms: pad to the ROI, `num_samples` crops, flips, intensity shift,
+    rot90. `crop_class` (--crop-sampler balanced) centres every crop on a voxel of that label value."""
+    keys = list(keys)
+    axes = tuple(range(cfg.spatial_dims)) if cfg.flip_axes is None else cfg.flip_axes
+    if cfg.crop_sampler == "balanced":  # the label value is drawn across volumes (tasks/medical/sampling.py)
+        if crop_class is None:
+            raise ValueError("--crop-sampler balanced draws the label value per volume: give crop_class")
+        ratios = [float(k == crop_class) for k in range(cfg.num_classes)]
+        crop = T.RandCropByLabelClassesd(keys, label_key="label", spatial_size=cfg.roi_size, ratios=ratios,
+                                         num_classes=cfg.num_classes, num_samples=cfg.num_samples, warn=False)
+    elif cfg.crop_sampler == "classes":  # crop centres on every label value equally often (small ones included)
+        crop = T.RandCropByLabelClassesd(keys, label_key="label", spatial_size=cfg.roi_size,
+                                         num_classes=cfg.num_classes, num_samples=cfg.num_samples,
+                                         image_key="image", image_threshold=0, warn=False)
+    else:
+        crop = T.RandCropByPosNegLabeld(keys, label_key="label", spatial_size=cfg.roi_size, pos=cfg.pos,
+                                        neg=cfg.neg, num_samples=cfg.num_samples, image_key="image",
+                                        image_threshold=0)
+    steps: list[T.Transform] = [
+        T.SpatialPadd(keys, spatial_size=cfg.roi_size),
+        crop,
+        *[T.RandFlipd(keys, prob=cfg.flip_prob, spatial_axis=a) for a in axes],
+        T.RandShiftIntensityd("image", offsets=0.1, prob=cfg.shift_intensity_prob),
+    ]
+    if cfg.rot90_prob > 0 and cfg.roi_size[0] == cfg.roi_size[1]:  # a 90-degree turn keeps the crop shape
+        steps.append(T.RandRotate90d(keys, prob=cfg.rot90_prob, max_k=3, spatial_axes=(0, 1)))
     return T.Compose(steps)

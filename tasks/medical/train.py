@@ -28,7 +28,7 @@ import monai
 import nibabel as nib
 import numpy as np
 import torch
-from monai.data import CacheDataset, DataLoader, list_data_collate
+from monai.data import CacheDataset, DataLoader
 
 from tasks.common import Run, Score, Summary, Task, TaskError, run_main, run_task, save_config
 from tasks.common.baseline import compare_with_baseline
@@ -38,9 +38,10 @@ from tasks.common.lifecycle import build_parser as task_parser
 from tasks.common.measure import StepTimer, interleaved_step_times, peak_memory_mb, reset_peak_memory
 
 from .baseline import BASELINE_NAME, network_view, window_dice
-from .data import build_transforms, check_case, data_config, read_decathlon, split_cases
+from .data import CROP_SAMPLERS, build_transforms, check_case, data_config, read_decathlon, split_cases
 from .module import MODELS, SegmentationModule, build_network, size_divisor
 from .predict import predict_files
+from .sampling import training_loader
 from .sizing import size_to_data
 from .synthetic import write_synthetic_decathlon
 
@@ -64,9 +65,11 @@ def add_options(p: argparse.ArgumentParser) -> None:
     d.add_argument("--a-min", type=float, default=None, help="intensity window low end for --intensity range")
     d.add_argument("--a-max", type=float, default=None, help="intensity window high end for --intensity range")
     d.add_argument("--no-crop-foreground", action="store_true", help="skip CropForegroundd")
-    d.add_argument("--crop-sampler", choices=("posneg", "classes"), default="posneg",
+    d.add_argument("--crop-sampler", choices=CROP_SAMPLERS, default="posneg",
                    help="training crop centres: posneg = RandCropByPosNegLabeld (--pos foreground : --neg background), "
-                        "classes = RandCropByLabelClassesd with every label value equally often")
+                        "classes = RandCropByLabelClassesd with every label value equally often within each volume, "
+                        "balanced = every label value equally often across the training volumes (a "
+                        "WeightedRandomSampler over (volume, label value) pairs; tasks/medical/sampling.py)")
     d.add_argument("--num-samples", type=int, default=2, help="random crops per volume")
     d.add_argument("--pos", type=float, default=1.0, help="RandCropByPosNegLabeld weight of foreground centres")
     d.add_argument("--neg", type=float, default=1.0, help="RandCropByPosNegLabeld weight of background centres")
@@ -105,7 +108,7 @@ def add_options(p: argparse.ArgumentParser) -> None:
     o = p.add_argument_group("optimisation")
     o.add_argument("--max-steps", type=int, default=200,
                    help="optimiser steps (the budget shared by --compare); the decathlon preset leaves it to the data: "
-                        "40 per training case on a CPU, 100 on a GPU (tasks/medical/sizing.py)")
+                        "80 per training case on a CPU, 100 on a GPU (tasks/medical/sizing.py)")
     o.add_argument("--batch-size", type=int, default=2, help="volumes per batch (x --num-samples crops)")
     o.add_argument("--lr", type=float, default=1e-3, help="AdamW peak learning rate")
     o.add_argument("--weight-decay", type=float, default=1e-5, help="AdamW weight decay")
@@ -130,6 +133,8 @@ def resolve_args(args: argparse.Namespace) -> argparse.Namespace:
     if len(roi) != sd or min(roi) <= 0:
         raise TaskError(f"--roi-size needs 1 or {sd} positive ints for --spatial-dims {sd}, got {args.roi_size}")
     args.roi_size = roi
+    if args.crop_sampler not in CROP_SAMPLERS:  # a --config or preset value skips argparse's choices
+        raise TaskError(f"--crop-sampler must be one of {', '.join(CROP_SAMPLERS)}, got {args.crop_sampler!r}")
     if args.flip_axes is not None and any(not 0 <= a < sd for a in args.flip_axes):
         raise TaskError(f"--flip-axes needs spatial axes in 0..{sd - 1} for --spatial-dims {sd}, got {args.flip_axes}")
     if args.pixdim is not None and len(args.pixdim) != sd:
@@ -209,12 +214,11 @@ def train(run: Run) -> Summary | list[dict[str, Any]] | None:
     run.say(f"{args.model}: {params / 1e6:.2f} M params; {dataset.name}: {len(train_cases)} train / {len(val_cases)} "
             f"val cases, {dataset.num_classes} classes, ROI {tuple(args.roi_size)}; run dir {run.dir}")
 
-    train_ds = CacheDataset(train_cases, build_transforms(cfg, train=True), cache_rate=args.cache_rate,
-                            num_workers=max(args.num_workers, 1), progress=False)
+    train_loader, sampling = training_loader(train_cases, cfg, args.batch_size, args.cache_rate, args.num_workers,
+                                             dataset.class_names)
+    run.say(sampling)
     val_ds = CacheDataset(val_cases, build_transforms(cfg, train=False), cache_rate=args.cache_rate,
                           num_workers=max(args.num_workers, 1), progress=False)
-    train_loader = DataLoader(train_ds, batch_size=args.batch_size, shuffle=True, num_workers=args.num_workers,
-                              collate_fn=list_data_collate, drop_last=len(train_cases) > args.batch_size)
     val_loader = DataLoader(val_ds, batch_size=1, num_workers=args.num_workers)
 
     timer = StepTimer(print_every=args.print_every)
