@@ -117,3 +117,21 @@ def test_audio_cli_sizes_to_data_and_paper_preset_keeps_the_old_recipe(tmp_path:
     assert config["model"] == "focalnet1d"
     log = capsys.readouterr().out
     assert "sized to the data: 8 training clips on the CPU -> --batch-size 4, --embed-dim 64" in log
+
+
+def test_medical_steps_scale_with_training_cases_and_flags_win():
+    """tasks.medical.sizing: 80 steps per training case on a CPU (100 on a GPU), clamped to [200, 2000] / [200, 5000];
+    a given --max-steps is kept and announced as given."""
+    from tasks.medical.sizing import size_to_data
+
+    def steps(num_train: int, gpu: bool, given: int | None = None) -> tuple[int, str]:
+        args = argparse.Namespace(max_steps=given)
+        line = size_to_data(args, num_train, gpu)
+        return args.max_steps, line
+
+    assert steps(10, gpu=False)[0] == 800  # a dozen volumes, 10 of them for training (docs/medical.md)
+    assert steps(2, gpu=False)[0] == 200 and steps(100, gpu=False)[0] == 2000
+    assert steps(10, gpu=True)[0] == 1000 and steps(100, gpu=True)[0] == 5000
+    _, line = steps(10, gpu=False)
+    assert "10 training cases" in line and "--max-steps 800" in line
+    assert steps(10, gpu=False, given=7) == (7, "--max-steps 7 as given")
