@@ -21,7 +21,8 @@ from tasks.common.lifecycle import build_parser
 from tasks.common.metrics import SHARED_KEYS, build_metrics, check_metrics, read_metrics
 
 PRESETS = {
-    "small": "epochs: 2\nwidth: 4\nlr: 0.1\ntags: [a, b]\nmode=wide: {width: 8}\nlr=0.5:\n  mode=wide: {epochs: 5}\n",
+    "small": "epochs: 2\nwidth: 4\nlr: 0.1\ntags: [a, b]\norder: random\nmode=wide: {width: 8}\n"
+             "lr=0.5:\n  mode=wide: {epochs: 5}\n",
     "large": "epochs: 3\nwidth: 16\n",
 }
 
@@ -55,6 +56,8 @@ def add_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--lr", type=float, help="learning rate")
     g.add_argument("--mode", default="narrow", help="narrow or wide")
     g.add_argument("--tags", action="append", help="repeatable")
+    g.add_argument("--order", default="fixed", help="an option added after the first runs: fixed (the behaviour "
+                   "before it existed) or random")
     g.add_argument("--stop-at-epoch", type=int, default=-1, help="send a signal at this epoch's end")
     g.add_argument("--signal", default="SIGTERM", help="which signal")
     g.add_argument("--fit", action="store_true", help="train (else only record the options)")
@@ -119,6 +122,32 @@ def test_flags_next_to_resume_are_honoured_from_the_shell_command_line(task, tmp
     assert yaml.safe_load((run / "config.yaml").read_text())["epochs"] == 4
     with open(run / "logs" / "metrics.csv", newline="") as fh:
         assert {r["epoch"] for r in csv.DictReader(fh) if r.get("train/loss")} == {"0", "1", "2", "3"}
+
+
+def test_resuming_a_run_from_before_an_option_existed_keeps_its_behaviour(task, tmp_path, capsys):
+    """An option the resumed config.yaml lacks takes its argparse default (the old behaviour), not the preset's."""
+    run = tmp_path / "old"
+    run_task(task, ["--out", str(run), *COMMON])
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert config["order"] == "random", "a new run takes the preset's value"
+    del config["order"]  # as written before --order existed
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    capsys.readouterr()
+    run_task(task, ["--resume", str(run)])
+    assert yaml.safe_load((run / "config.yaml").read_text())["order"] == "fixed"
+    assert "predates --order fixed" in capsys.readouterr().out
+    (run / "config.yaml").write_text(yaml.safe_dump(config))  # without --order again
+    run_task(task, ["--resume", str(run), "--order", "random"])
+    assert yaml.safe_load((run / "config.yaml").read_text())["order"] == "random", "a flag still wins"
+
+
+@pytest.mark.parametrize("module, option, before", [("tasks.audio.esc50", "pad", "zero"),
+                                                    ("tasks.medical.train", "crop_sampler", "posneg")])
+def test_options_that_presets_changed_default_to_the_behaviour_before_them(module, option, before):
+    """The rule `_options_added_since` relies on, for the options added after runs had config.yaml files."""
+    import importlib
+
+    assert build_parser(importlib.import_module(module).TASK).get_default(option) == before
 
 
 def test_bad_config_files_name_the_file(task, tmp_path):

@@ -289,6 +289,7 @@ def resolve_options(task: Task, argv: Sequence[str]) -> tuple[argparse.Namespace
         resume_dir, checkpoint = find_resume(flags["resume"])
         if (resume_dir / "config.yaml").is_file():
             saved = read_config_file(resume_dir / "config.yaml", known, "--resume")
+            layers.update(_options_added_since(parser, known, saved, resume_dir))
             layers.update({k: v for k, v in saved.items() if k not in RUN_LOCATION_KEYS})
     if flags.get("config") is not None:
         from_file = read_config_file(flags["config"], known)
@@ -301,6 +302,25 @@ def resolve_options(task: Task, argv: Sequence[str]) -> tuple[argparse.Namespace
     args = _parse(parser, argv, {**parser.presets.resolve(name, vars(args)), **layers}, flags)
     args.preset = name
     return args, resume_dir, checkpoint
+
+
+def _options_added_since(parser: argparse.ArgumentParser, known: Sequence[str], saved: dict[str, Any],
+                         resume_dir: Path) -> dict[str, Any]:
+    """The options a resumed run's config.yaml does not record, at their argparse defaults.
+
+    config.yaml records every option (None included), so one it lacks did not exist when the run started; its
+    argparse default is the behaviour before it existed (the rule for new options), where the preset may now
+    choose something else (e.g. `--pad repeat` for audio `--data`). A flag or `--config` still wins."""
+    added = {k: parser.get_default(k) for k in known
+             if k not in saved and k not in RUN_LOCATION_KEYS and parser.get_default(k) is not None}
+    if added:
+        from .launch import is_rank_zero
+
+        if is_rank_zero():
+            what = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in sorted(added.items()))
+            print(f"--resume: {resume_dir / 'config.yaml'} predates {what}: the run keeps the behaviour it "
+                  "started with (give a flag to change it)", flush=True)
+    return added
 
 
 def _parse(parser: argparse.ArgumentParser, argv: Sequence[str], defaults: dict[str, Any], flags: dict[str, Any]
