@@ -200,6 +200,12 @@ def test_audio_models_and_modulator_maps(model: str, in_chans: int) -> None:
     assert maps.shape == (2, 33, 16) and (maps >= 0).all() and maps.std() > 0
 
 
+@pytest.mark.parametrize("model", ["focalnet1d", "focalnet2d", "hornet"])
+def test_global_pool_reaches_the_head(model: str) -> None:
+    net = build_audio_model(model, 3, 32, 64, embed_dim=8, depths=(1, 1), global_pool="avgmax")
+    assert net.backbone.head.pool_type == "avgmax" and net(torch.randn(2, 32, 64)).shape == (2, 3)
+
+
 def test_model_rejects_inputs_below_its_strides() -> None:
     with pytest.raises(TaskError, match="smaller than the 8 its strides need"):
         build_audio_model("focalnet2d", 5, num_freq=6, num_frames=40, embed_dim=8, depths=(1, 1))
@@ -275,8 +281,9 @@ def test_cli_hornet_scores_post_hoc_explanations_only(tmp_path: Path, capsys) ->
     metrics = main([
         "--out", str(out), "--folds", "1", "--epochs", "1", "--synth-clips", "1", "--clip-seconds", "0.5",
         "--model", "hornet", "--embed-dim", "8", "--depths", "1,1", "--explain", "2", "--no-progress",
-        "--cache-dir", str(tmp_path / "cache"),
+        "--cache-dir", str(tmp_path / "cache"), "--global-pool", "avgmax",
     ])
+    assert metrics["model"]["overrides"]["global_pool"] == "avgmax"
     assert set(metrics["interpretability"]) == {"gradcam", "integrated_gradients", "random"}
     assert not list((out / "fold1" / "explanations").glob("*.wav"))
     assert "post-hoc scores only" in capsys.readouterr().out

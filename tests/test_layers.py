@@ -67,13 +67,22 @@ def test_block_drop_path_is_identity_in_eval():
     torch.testing.assert_close(block(x), block(x))
 
 
-@pytest.mark.parametrize("pool,expected", [("avg", (2, 5)), ("max", (2, 5))])
-def test_classifier_head_pools_any_dim(pool, expected):
+@pytest.mark.parametrize("pool", ["avg", "max", "avgmax"])
+def test_classifier_head_pools_any_dim(pool):
     head = ClassifierHead(12, 5, pool_type=pool)
     x = torch.randn(2, 12, 3, 4, 2)
-    assert head(x).shape == expected
-    reduce = x.flatten(2).mean(-1) if pool == "avg" else x.flatten(2).amax(-1)
-    torch.testing.assert_close(head(x, pre_logits=True), reduce)
+    assert head(x).shape == (2, 5)
+    avg, top = x.mean(dim=(2, 3, 4)), x.amax(dim=(2, 3, 4))
+    expected = {"avg": avg, "max": top, "avgmax": (avg + top) / 2}[pool]
+    torch.testing.assert_close(head(x, pre_logits=True), expected)
+
+
+def test_avgmax_pool_matches_timm():
+    from timm.layers import SelectAdaptivePool2d
+
+    x = torch.randn(2, 12, 5, 7)
+    head = ClassifierHead(12, 0, pool_type="avgmax")
+    torch.testing.assert_close(head(x), SelectAdaptivePool2d(pool_type="avgmax", flatten=True)(x))
 
 
 def test_classifier_head_reset():

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-POOL_TYPES = ("avg", "max", "")
+POOL_TYPES = ("avg", "max", "avgmax", "")  # timm's names; avgmax = (avg + max) / 2
 
 
 class ClassifierHead(nn.Module):
@@ -46,6 +46,8 @@ class ClassifierHead(nn.Module):
             return x.flatten(2).mean(-1)
         if self.pool_type == "max":
             return x.flatten(2).amax(-1)
+        if self.pool_type == "avgmax":
+            return 0.5 * (x.flatten(2).mean(-1) + x.flatten(2).amax(-1))
         return x
 
     def forward(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:

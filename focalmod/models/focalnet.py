@@ -28,7 +28,7 @@ class FocalNet(HierarchicalBackbone):
         spatial_dims: 1, 2 or 3.
         in_chans: input channels (3 for RGB images, mel bins for 1D spectrogram frames, 1 for CT volumes).
         num_classes: classifier outputs; 0 gives pooled features.
-        global_pool: 'avg', 'max' or '' (no pooling).
+        global_pool: 'avg', 'max', 'avgmax' ((avg + max) / 2, as timm) or '' (no pooling).
         embed_dim: channels of the first stage; stage i has `embed_dim * 2**i`.
         depths: blocks per stage.
         focal_levels, focal_windows: per stage (an int is used for every stage).

@@ -81,6 +81,8 @@ def add_options(p: argparse.ArgumentParser) -> None:
     m.add_argument("--patch-size", type=int, default=None, help="override the variant's stem stride")
     m.add_argument("--mlp-ratio", type=float, default=None, help="override the variant's MLP expansion")
     m.add_argument("--drop-path", type=float, default=None, help="stochastic depth rate")
+    m.add_argument("--global-pool", choices=("avg", "max", "avgmax"), default="avg",
+                   help="pooling of the last feature map over time (and frequency): average, maximum, or their mean")
     m.add_argument("--init", choices=("trunc_normal", "fan_in"), default=None,
                    help="Linear init: the variant's trunc-normal(0.02), or PyTorch's fan-in default (better for "
                         "narrow models trained from scratch)")

@@ -48,7 +48,7 @@ def plan_splits(protocol: str, folds: Sequence[int]) -> list[Split]:
 
 def model_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """Constructor overrides of the registered variant from the model options."""
-    overrides: dict[str, Any] = {"drop_path_rate": args.drop_path}
+    overrides: dict[str, Any] = {"drop_path_rate": args.drop_path, "global_pool": args.global_pool}
     if args.embed_dim is not None:
         overrides["embed_dim"] = args.embed_dim
     if args.depths is not None:
