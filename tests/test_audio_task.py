@@ -342,3 +342,53 @@ def test_resume_from_the_shell_honours_flags_given_with_it(tmp_path: Path, monke
     assert set(metrics["fold_accuracy"]) == {"1", "2"} and (out / "fold2" / "result.json").is_file()
     assert metrics["metric"] == {"name": "mean_accuracy", "value": metrics["mean_accuracy"]}
     assert metrics["model"]["overrides"]["embed_dim"] == 8, "the resumed run keeps its config.yaml's options"
+
+
+def test_ensemble_averages_members_and_resumes_member_by_member(tmp_path: Path, capsys) -> None:
+    """`--ensemble 2`: two members with different seeds, each with its own checkpoints; the split is scored on their
+    averaged probabilities (recomputed here from the members' checkpoints); a run stopped after member 1 finished
+    resumes member 2 and does not retrain member 1."""
+    from tasks.audio.esc50 import main
+    from tasks.audio.module import AudioClassifierModule
+
+    out = tmp_path / "run"
+    args = ["--out", str(out), "--folds", "1", "--epochs", "2", "--synth-classes", "4", "--synth-clips", "2",
+            "--clip-seconds", "0.5", "--embed-dim", "8", "--depths", "1,1", "--explain", "0", "--no-progress",
+            "--ensemble", "2", "--cache-dir", str(tmp_path / "cache")]
+    metrics = main(args)
+    assert metrics["ensemble"] == 2 and len(metrics["member_fold_accuracy"]["1"]) == 2
+    ckpts = [out / "fold1" / "checkpoints" / "last.ckpt", out / "fold1" / "member1" / "checkpoints" / "last.ckpt"]
+    states = [torch.load(c, map_location="cpu", weights_only=True)["state_dict"] for c in ckpts]
+    assert not torch.equal(states[0]["model.backbone.head.fc.weight"], states[1]["model.backbone.head.fc.weight"])
+
+    import argparse
+
+    import yaml
+
+    from tasks.audio.module import TrainConfig
+    from tasks.audio.protocol import build_model
+
+    run_args = argparse.Namespace(**yaml.safe_load((out / "config.yaml").read_text()))
+    index = read_esc50(out / "synthetic_esc50")
+    fcfg = FeatureConfig(**metrics["features"])
+    feats = extract_features(index, FeatureExtractor(fcfg), FeatureCache(None, {}))[index.folds == 1]
+    probs = []
+    for state in states:  # the training-set mean and std are buffers of the checkpoint
+        module = AudioClassifierModule(build_model(run_args, 4, fcfg), 4, fcfg.kind, 0.0, 1.0, TrainConfig())
+        module.load_state_dict(state)
+        with torch.no_grad():
+            probs.append(module.eval()(feats).softmax(1))
+    expected = torch.stack(probs).mean(0)
+    predicted = json.loads((out / "fold1" / "result.json").read_text())["y_pred"]
+    assert predicted == expected.argmax(1).tolist()
+    with open(out / "fold1" / "predictions.csv", newline="") as fh:
+        written = [float(row["probability"]) for row in csv.DictReader(fh)]
+    torch.testing.assert_close(torch.tensor(written), expected.amax(1), atol=2e-6, rtol=0)
+
+    (out / "fold1" / "result.json").unlink()  # stopped after member 2's last checkpoint, before the scoring
+    member1 = ckpts[0].stat().st_mtime_ns
+    capsys.readouterr()
+    resumed = main(["--resume", str(out)])
+    assert "resuming from" in capsys.readouterr().out
+    assert ckpts[0].stat().st_mtime_ns == member1, "the finished member is not trained again"
+    assert resumed["fold_accuracy"] == metrics["fold_accuracy"]

@@ -101,6 +101,9 @@ def add_options(p: argparse.ArgumentParser) -> None:
     t.add_argument("--lr", type=float, default=None, help="AdamW peak learning rate")
     t.add_argument("--weight-decay", type=float, default=None, help="AdamW weight decay (not on norms/biases)")
     t.add_argument("--warmup-epochs", type=float, default=None, help="linear warmup, then cosine decay")
+    t.add_argument("--ensemble", type=int, default=1,
+                   help="members trained per split (seeds apart); the split is scored on their averaged class "
+                        "probabilities, each member's accuracy is reported too")
     t.add_argument("--label-smoothing", type=float, default=0.1, help="label smoothing")
     t.add_argument("--mixup", type=float, default=None, help="mixup alpha (0 = off)")
     t.add_argument("--freq-mask", type=int, default=None, help="SpecAugment frequency-mask width (0 = off)")
@@ -146,7 +149,7 @@ def resolve(args: argparse.Namespace) -> None:
             print(line, flush=True)
     if args.resize is not None and len(args.resize) != 2:
         raise TaskError(f"--resize: expected T,F, got {args.resize}")
-    for name in ("epochs", "batch_size"):
+    for name in ("epochs", "batch_size", "ensemble"):
         if getattr(args, name) < 1:
             raise TaskError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if not 0 < args.quantile < 1:
@@ -241,6 +244,9 @@ def summarise(run: Run, index: Any, fcfg: FeatureConfig, params: int, results: d
                   "in_chans": args.in_chans, "pretrained": str(args.pretrained) if args.pretrained else None},
         "features": fcfg.to_dict(),
         "epochs": args.epochs,
+        "ensemble": args.ensemble,
+        "member_fold_accuracy": {str(r["test_fold"]): r["member_accuracy"] for r in results.values()
+                                 if "member_accuracy" in r},
         "time": {"wall_seconds": run.elapsed_seconds, "train_seconds": train_seconds,
                  "train_seconds_total": float(sum(train_seconds.values()))},
         "feature_cache": {"hits": cache.hits, "computed": cache.misses},
@@ -251,8 +257,9 @@ def summarise(run: Run, index: Any, fcfg: FeatureConfig, params: int, results: d
     tested = extras["baseline_fold_accuracy"]
     base = Score(BASELINE_NAME, float(np.mean(list(tested.values())))) if len(tested) == len(accs) else None
     folds = ", ".join(f"{k}: {v:.4f}" for k, v in accs.items())
+    members = f" x {args.ensemble} (ensemble)" if args.ensemble > 1 else ""
     print(f"\nESC-50 ({'synthetic' if args.data is None else index.root}, {args.protocol}) {args.model}/{variant} "
-          f"{params / 1e6:.2f}M params, {fcfg.kind}: mean accuracy {extras['mean_accuracy']:.4f} +- "
+          f"{params / 1e6:.2f}M params{members}, {fcfg.kind}: mean accuracy {extras['mean_accuracy']:.4f} +- "
           f"{extras['std_accuracy']:.4f} (folds {folds}); {compare_with_baseline(metric, base)}; "
           f"{run.elapsed_seconds:.0f} s; run dir {run.dir}", flush=True)
     scored = [r["interpretability"] for r in results.values() if r.get("interpretability")]

@@ -66,38 +66,44 @@ def build_model(args: argparse.Namespace, num_classes: int, fcfg: FeatureConfig)
     )
 
 
+MEMBER_SEED_STRIDE = 10_000  # member m of a split trains with seed `--seed + test fold + m * stride`
+
+
 def run_split(run: Run, split: Split, index: ESC50Index, feats: torch.Tensor, fcfg: FeatureConfig) -> dict | None:
-    """Train on `split.train`, test on `split.test`; write the split's reports to `<run>/<split.name>/`; returns
-    its result (rank 0; None elsewhere). `result.json` is written last: a split that has one is done."""
+    """Train `--ensemble` members on `split.train` and test their averaged class probabilities on `split.test`;
+    write the split's reports to `<run>/<split.name>/`; returns its result (rank 0; None elsewhere). `result.json`
+    is written last: a split that has one is done."""
     args, split_dir = run.args, run.dir / split.name
-    pl.seed_everything(args.seed + split.test, workers=True, verbose=False)
     labels, folds = torch.from_numpy(index.labels), index.folds
     train_idx, val_idx = np.flatnonzero(np.isin(folds, split.train)), np.flatnonzero(np.isin(folds, split.val))
     test_idx = np.flatnonzero(folds == split.test)
     if min(len(train_idx), len(val_idx), len(test_idx)) == 0:
         raise TaskError(f"{split.name}: a fold of {split} has no clips in {index.root}")
-    train_x = feats[train_idx]
-    tcfg = TrainConfig(**{k: getattr(args, k) for k in TrainConfig.__dataclass_fields__})
-    module = AudioClassifierModule(build_model(args, len(index.targets), fcfg), len(index.targets), fcfg.kind,
-                                   float(train_x.mean()), float(train_x.std().clamp_min(1e-6)), tcfg)
-    paper = args.protocol == "paper-split"  # cv: no model selection on the held-out fold
-    trainer = run.trainer(args.epochs, monitor="val/acc" if paper else None, dir=split_dir,
-                          callbacks=[ThroughputLogger(), EpochPrinter(["train/acc", "val/acc"])])
-    seconds = run.fit(trainer, module, _loader(train_x, labels[train_idx], args, True),
-                      _loader(feats[val_idx], labels[val_idx], args, False))
-    if not trainer.is_global_zero:
-        return None
-    if paper and trainer.checkpoint_callback.best_model_path:
-        state = torch.load(trainer.checkpoint_callback.best_model_path, map_location="cpu", weights_only=True)
-        module.load_state_dict(state["state_dict"])
-    module.to(trainer.strategy.root_device)
-    preds = _predict(module, feats[test_idx], args.batch_size)
+    probabilities, member_accuracy, seconds, first = [], [], 0.0, None
     y_true = labels[test_idx]
+    for member in range(args.ensemble):
+        module, trainer, member_seconds = _train_member(run, split, member, index, feats, fcfg,
+                                                        (train_idx, val_idx))
+        seconds += member_seconds
+        if not trainer.is_global_zero:
+            continue
+        module.to(trainer.strategy.root_device)
+        probabilities.append(_predict(module, feats[test_idx], args.batch_size))
+        member_accuracy.append((probabilities[-1].argmax(1) == y_true).sum().item() / len(y_true))
+        if args.ensemble > 1:
+            run.say(f"{split.name}: member {member + 1}/{args.ensemble} test accuracy {member_accuracy[-1]:.4f}")
+        first = first or (module, trainer)
+    if first is None:
+        return None
+    module, trainer = first
+    probability = torch.stack(probabilities).mean(0)
+    preds = probability.argmax(1)
     report = save_classification_report(split_dir, y_true.tolist(), preds.tolist(), index.class_names,
                                         title=f"{split.name}: test fold {split.test}")
     write_csv(split_dir / "predictions.csv", [
         dict(filename=index.clips[i].filename, fold=split.test, true=index.class_names[t],
-             predicted=index.class_names[p]) for i, t, p in zip(test_idx, y_true.tolist(), preds.tolist())])
+             predicted=index.class_names[p], probability=round(float(probability[n, p]), 6))
+        for n, (i, t, p) in enumerate(zip(test_idx, y_true.tolist(), preds.tolist()))])
     explanations, interpretability = [], None
     if args.explain:
         module.cpu()
@@ -114,11 +120,36 @@ def run_split(run: Run, split: Split, index: ESC50Index, feats: torch.Tensor, fc
     result = {
         "split": split.name, "train_folds": list(split.train), "val_folds": list(split.val), "test_fold": split.test,
         "accuracy": report["accuracy"], "num_test": len(test_idx), "train_seconds": seconds,
-        "epochs": trainer.current_epoch, "y_true": y_true.tolist(), "y_pred": preds.tolist(),
+        "epochs": trainer.current_epoch, "member_accuracy": member_accuracy, "y_true": y_true.tolist(),
+        "y_pred": preds.tolist(),
         "explanations": explanations, "interpretability": interpretability,
     }
     atomic_write(split_dir / "result.json", json.dumps(result) + "\n")
     return result
+
+
+def _train_member(run: Run, split: Split, member: int, index: ESC50Index, feats: torch.Tensor, fcfg: FeatureConfig,
+                  indices: tuple[np.ndarray, np.ndarray]) -> tuple[AudioClassifierModule, Any, float]:
+    """Train member `member` of the split's ensemble (in `<split>/`, the others in `<split>/member<m>/`, each with
+    its own checkpoints to resume from); returns its module (the best checkpoint's weights with the paper split),
+    trainer and training seconds."""
+    args, labels = run.args, torch.from_numpy(index.labels)
+    train_idx, val_idx = indices
+    pl.seed_everything(args.seed + split.test + MEMBER_SEED_STRIDE * member, workers=True, verbose=False)
+    train_x = feats[train_idx]
+    tcfg = TrainConfig(**{k: getattr(args, k) for k in TrainConfig.__dataclass_fields__})
+    module = AudioClassifierModule(build_model(args, len(index.targets), fcfg), len(index.targets), fcfg.kind,
+                                   float(train_x.mean()), float(train_x.std().clamp_min(1e-6)), tcfg)
+    paper = args.protocol == "paper-split"  # cv: no model selection on the held-out fold
+    member_dir = run.dir / split.name / (f"member{member}" if member else "")
+    trainer = run.trainer(args.epochs, monitor="val/acc" if paper else None, dir=member_dir,
+                          callbacks=[ThroughputLogger(), EpochPrinter(["train/acc", "val/acc"])])
+    seconds = run.fit(trainer, module, _loader(train_x, labels[train_idx], args, True),
+                      _loader(feats[val_idx], labels[val_idx], args, False))
+    if trainer.is_global_zero and paper and trainer.checkpoint_callback.best_model_path:
+        state = torch.load(trainer.checkpoint_callback.best_model_path, map_location="cpu", weights_only=True)
+        module.load_state_dict(state["state_dict"])
+    return module, trainer, seconds
 
 
 def _loader(x: torch.Tensor, y: torch.Tensor, args: argparse.Namespace, train: bool) -> DataLoader:
@@ -129,9 +160,10 @@ def _loader(x: torch.Tensor, y: torch.Tensor, args: argparse.Namespace, train: b
 
 @torch.no_grad()
 def _predict(module: AudioClassifierModule, x: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """Class probabilities `(N, classes)` of raw features `x`."""
     module.eval()
     device = module.device
-    return torch.cat([module(x[i : i + batch_size].to(device)).argmax(1).cpu() for i in range(0, len(x), batch_size)])
+    return torch.cat([module(x[i : i + batch_size].to(device)).softmax(1).cpu() for i in range(0, len(x), batch_size)])
 
 
 def _explain(module: AudioClassifierModule, index: ESC50Index, clip_idx: np.ndarray, feats: torch.Tensor,
