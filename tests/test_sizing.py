@@ -82,20 +82,22 @@ def test_audio_sizing_rules_and_flags_win(tmp_path: Path) -> None:
 
     data = _esc50(tmp_path / "esc", 10)
     args = argparse.Namespace(data=data, esc10=False, protocol="cv", folds=[1], epochs=None, batch_size=None,
-                              variant=None, embed_dim=None, model="focalnet2d")
+                              variant=None, embed_dim=None, model="focalnet2d", ensemble=None)
     assert count_training_clips(args) == 40
     assert count_training_clips(argparse.Namespace(**{**vars(args), "protocol": "paper-split"})) == 30
     line = size_to_data(args, 40, gpu=False)
-    assert (args.epochs, args.batch_size, args.embed_dim) == (80, 16, 32) and "40 training clips" in line
+    assert (args.epochs, args.batch_size, args.embed_dim, args.ensemble) == (80, 16, 32, 3)
+    assert "40 training clips" in line
     size_to_data(tiny := argparse.Namespace(**{**vars(args), "batch_size": None}), 6, gpu=False)
     assert tiny.batch_size == 3, "at least two steps an epoch"
     size_to_data(args := argparse.Namespace(**{**vars(args), "epochs": None, "embed_dim": None}), 400, gpu=False)
     assert (args.epochs, args.embed_dim) == (30, 32)
     size_to_data(args := argparse.Namespace(**{**vars(args), "epochs": None, "embed_dim": None, "batch_size": None,
-                                               "model": "focalnet1d"}), 5000, gpu=True)
-    assert (args.epochs, args.batch_size, args.embed_dim) == (20, 32, 96)
-    given = argparse.Namespace(**{**vars(args), "epochs": 2, "batch_size": 4, "embed_dim": 8})
-    assert "as given" in size_to_data(given, 400, gpu=False) and (given.epochs, given.embed_dim) == (2, 8)
+                                               "model": "focalnet1d", "ensemble": None}), 5000, gpu=True)
+    assert (args.epochs, args.batch_size, args.embed_dim, args.ensemble) == (20, 32, 96, 1)
+    given = argparse.Namespace(**{**vars(args), "epochs": 2, "batch_size": 4, "embed_dim": 8, "ensemble": 2})
+    assert "as given" in size_to_data(given, 400, gpu=False)
+    assert (given.epochs, given.embed_dim, given.ensemble) == (2, 8, 2)
 
 
 def test_audio_cli_sizes_to_data_and_paper_preset_keeps_the_old_recipe(tmp_path: Path, capsys) -> None:
@@ -114,9 +116,10 @@ def test_audio_cli_sizes_to_data_and_paper_preset_keeps_the_old_recipe(tmp_path:
           "--epochs", "1", "--no-progress", "--no-cache"])
     config = yaml.safe_load((run / "config.yaml").read_text())
     assert (config["epochs"], config["batch_size"], config["embed_dim"], config["depths"]) == (1, 4, 64, [1, 1, 1])
-    assert config["model"] == "focalnet1d"
+    assert config["model"] == "focalnet1d" and config["global_pool"] == "avgmax" and config["ensemble"] == 3
     log = capsys.readouterr().out
-    assert "sized to the data: 8 training clips on the CPU -> --batch-size 4, --embed-dim 64" in log
+    assert "sized to the data: 8 training clips on the CPU -> --batch-size 4, --embed-dim 64, --ensemble 3" in log
+    assert (run / "fold1" / "member2" / "checkpoints" / "last.ckpt").is_file()
 
 
 def test_medical_steps_scale_with_training_cases_and_flags_win():

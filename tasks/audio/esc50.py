@@ -103,7 +103,8 @@ def add_options(p: argparse.ArgumentParser) -> None:
     t.add_argument("--warmup-epochs", type=float, default=None, help="linear warmup, then cosine decay")
     t.add_argument("--ensemble", type=int, default=1,
                    help="members trained per split (seeds apart); the split is scored on their averaged class "
-                        "probabilities, each member's accuracy is reported too")
+                        "probabilities, each member's accuracy is reported too; --explain explains the first member. "
+                        "Unset: sized to the data, 3 below 1000 training clips, else 1")
     t.add_argument("--label-smoothing", type=float, default=0.1, help="label smoothing")
     t.add_argument("--mixup", type=float, default=None, help="mixup alpha (0 = off)")
     t.add_argument("--freq-mask", type=int, default=None, help="SpecAugment frequency-mask width (0 = off)")
@@ -138,8 +139,8 @@ def resolve(args: argparse.Namespace) -> None:
     args.resize = _int_list(args.resize, "--resize") or None
     if args.protocol == "cv" and (not args.folds or any(not 1 <= k <= 5 for k in args.folds)):
         raise TaskError(f"--folds: expected folds in 1..5, got {args.folds}")
-    if args.epochs is None or args.batch_size is None or (args.variant is None and args.embed_dim is None
-                                                          and args.preset == "esc50"):
+    if args.epochs is None or args.batch_size is None or args.ensemble is None or (
+            args.variant is None and args.embed_dim is None and args.preset == "esc50"):
         if args.data is None:
             raise TaskError(f"--preset {args.preset} sizes the model and schedule to --data; give --data, or "
                             "--epochs and --batch-size")
