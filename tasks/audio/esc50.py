@@ -9,10 +9,10 @@ set into the run directory and runs the same protocol on it. Protocols: the offi
 (train on four folds, test on the held-out one, report per-fold and mean +- std accuracy; `--folds` for a subset)
 or the sound paper's single split (`--protocol paper-split`: train 1-3, validate 4, test 5). Every split also scores
 the MFCC statistics + logistic regression baseline. Unset options take presets/synthetic.yaml without --data; with
-it presets/esc50.yaml, a small from-scratch model whose width, epochs and batch size are sized to the clips and the
-machine (printed, recorded in config.yaml), or presets/finetune.yaml when ImageNet FocalNet-T weights are in the
-Hugging Face cache; the sound paper's recipe is --preset paper. `--resume RUN` keeps the finished folds and continues
-an interrupted one from <fold>/checkpoints/last.ckpt.
+it presets/esc50.yaml, a small from-scratch model whose width, epochs, batch size and ensemble size are sized to the
+clips and the machine (printed, recorded in config.yaml), or presets/finetune.yaml when ImageNet FocalNet-T weights
+are in the Hugging Face cache; the sound paper's recipe is --preset paper. `--resume RUN` keeps the finished folds and
+continues an interrupted one from <fold>/checkpoints/last.ckpt (an ensemble's members from their own checkpoints).
 """
 from __future__ import annotations
 
