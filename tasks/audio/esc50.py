@@ -142,8 +142,10 @@ def resolve(args: argparse.Namespace) -> None:
     if args.epochs is None or args.batch_size is None or args.ensemble is None or (
             args.variant is None and args.embed_dim is None and args.preset == "esc50"):
         if args.data is None:
+            unset = [f"--{n.replace('_', '-')}" for n in ("epochs", "batch_size", "embed_dim", "ensemble")
+                     if getattr(args, n) is None]
             raise TaskError(f"--preset {args.preset} sizes the model and schedule to --data; give --data, or "
-                            "--epochs and --batch-size")
+                            f"{', '.join(unset)}")
         gpu = args.accelerator != "cpu" and torch.cuda.is_available()
         line = size_to_data(args, count_training_clips(args), gpu)
         if is_rank_zero():
