@@ -42,13 +42,14 @@ class ClassifierHead(nn.Module):
         self.fc.train(self.training)  # a new classifier follows the model's train/eval mode (timm's contract)
 
     def pool(self, x: torch.Tensor) -> torch.Tensor:
+        if self.pool_type == "":
+            return x
+        flat = x.flatten(2)
         if self.pool_type == "avg":
-            return x.flatten(2).mean(-1)
+            return flat.mean(-1)
         if self.pool_type == "max":
-            return x.flatten(2).amax(-1)
-        if self.pool_type == "avgmax":
-            return 0.5 * (x.flatten(2).mean(-1) + x.flatten(2).amax(-1))
-        return x
+            return flat.amax(-1)
+        return 0.5 * (flat.mean(-1) + flat.amax(-1))  # avgmax
 
     def forward(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         x = self.drop(self.pool(x))
