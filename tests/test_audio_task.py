@@ -392,3 +392,54 @@ def test_ensemble_averages_members_and_resumes_member_by_member(tmp_path: Path, 
     assert "resuming from" in capsys.readouterr().out
     assert ckpts[0].stat().st_mtime_ns == member1, "the finished member is not trained again"
     assert resumed["fold_accuracy"] == metrics["fold_accuracy"]
+
+
+def test_ensemble_models_mixes_a_1d_and_a_2d_member(tmp_path: Path, capsys) -> None:
+    """`--ensemble-models focalnet1d:8,focalnet2d:4`: member 1 is the 1D net at width 8, member 2 the 2D net at width
+    4 (each its own checkpoint); the split is scored on their averaged probabilities; metrics.json lists both."""
+    import argparse
+
+    import yaml
+
+    from tasks.audio.esc50 import main
+    from tasks.audio.module import AudioClassifierModule, TrainConfig
+    from tasks.audio.protocol import build_model, member_options
+
+    out = tmp_path / "run"
+    metrics = main(["--out", str(out), "--folds", "1", "--epochs", "2", "--synth-classes", "4", "--synth-clips", "2",
+                    "--clip-seconds", "0.5", "--depths", "1,1", "--explain", "0", "--no-progress", "--ensemble", "2",
+                    "--ensemble-models", "focalnet1d:8,focalnet2d:4", "--cache-dir", str(tmp_path / "cache")])
+    assert [(m["name"], m["overrides"]["embed_dim"]) for m in metrics["members"]] == [("focalnet1d", 8),
+                                                                                       ("focalnet2d", 4)]
+    assert "focalnet1d/focalnet1d_tiny" in capsys.readouterr().out.split("ESC-50 (")[-1].split("+")[0]
+    ckpts = [out / "fold1" / "checkpoints" / "last.ckpt", out / "fold1" / "member1" / "checkpoints" / "last.ckpt"]
+    states = [torch.load(c, map_location="cpu", weights_only=True)["state_dict"] for c in ckpts]
+    stems = [s["model.backbone.stem.proj.weight"] for s in states]
+    assert (stems[0].ndim, stems[0].shape[0], stems[1].ndim, stems[1].shape[0]) == (3, 8, 4, 4), "1D then 2D"
+
+    run_args = argparse.Namespace(**yaml.safe_load((out / "config.yaml").read_text()))
+    index = read_esc50(out / "synthetic_esc50")
+    fcfg = FeatureConfig(**metrics["features"])
+    feats = extract_features(index, FeatureExtractor(fcfg), FeatureCache(None, {}))[index.folds == 1]
+    probs = []
+    for member, state in enumerate(states):
+        model = build_model(member_options(run_args, member), 4, fcfg)
+        module = AudioClassifierModule(model, 4, fcfg.kind, 0.0, 1.0, TrainConfig())
+        module.load_state_dict(state)
+        with torch.no_grad():
+            probs.append(module.eval()(feats).softmax(1))
+    predicted = json.loads((out / "fold1" / "result.json").read_text())["y_pred"]
+    assert predicted == torch.stack(probs).mean(0).argmax(1).tolist()
+
+
+@pytest.mark.parametrize("flags, pattern", [
+    (["--ensemble-models", "focalnet1d,resnet"], "--ensemble-models: expected MODEL"),
+    (["--ensemble-models", "focalnet1d:0"], "--ensemble-models: expected MODEL"),
+    (["--ensemble-models", "focalnet1d,focalnet2d"], "--ensemble 1 trains fewer members than the 2"),
+    (["--ensemble-models", "focalnet1d", "--variant", "focalnet1d_tiny"], "does not go with --variant"),
+])
+def test_ensemble_models_bad_values_are_named(tmp_path: Path, flags: list[str], pattern: str) -> None:
+    from tasks.audio.esc50 import main
+
+    with pytest.raises(TaskError, match=pattern):
+        main(["--out", str(tmp_path / "run"), "--epochs", "1", *flags])

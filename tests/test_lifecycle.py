@@ -144,6 +144,7 @@ def test_resuming_a_run_from_before_an_option_existed_keeps_its_behaviour(task, 
 @pytest.mark.parametrize("module, option, before", [("tasks.audio.esc50", "pad", "zero"),
                                                     ("tasks.audio.esc50", "global_pool", "avg"),
                                                     ("tasks.audio.esc50", "ensemble", 1),
+                                                    ("tasks.audio.esc50", "ensemble_models", None),
                                                     ("tasks.medical.train", "crop_sampler", "posneg")])
 def test_options_that_presets_changed_default_to_the_behaviour_before_them(module, option, before):
     """The rule `_options_added_since` relies on, for the options added after runs had config.yaml files."""

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 import yaml
 from PIL import Image
 
@@ -95,6 +96,14 @@ def test_audio_sizing_rules_and_flags_win(tmp_path: Path) -> None:
     size_to_data(args := argparse.Namespace(**{**vars(args), "epochs": None, "embed_dim": None, "batch_size": None,
                                                "model": "focalnet1d", "ensemble": None}), 5000, gpu=True)
     assert (args.epochs, args.batch_size, args.embed_dim, args.ensemble) == (20, 32, 96, 1)
+    size_to_data(small := argparse.Namespace(**{**vars(args), "embed_dim": None, "ensemble": None}), 400, gpu=False)
+    assert (small.ensemble_models, small.ensemble, small.embed_dim) == (["focalnet1d:64", "focalnet2d:32"], 2, 64)
+    size_to_data(chosen := argparse.Namespace(**{**vars(args), "embed_dim": None, "ensemble": None,
+                                                 "ensemble_models": ["focalnet1d"] * 4}), 400, gpu=False)
+    assert (chosen.ensemble_models, chosen.ensemble) == (["focalnet1d"] * 4, 4), "one member per entry"
+    size_to_data(chosen := argparse.Namespace(**{**vars(args), "embed_dim": None, "ensemble": None,
+                                                 "ensemble_models": ["focalnet2d"]}), 5000, gpu=False)
+    assert (chosen.ensemble_models, chosen.ensemble) == (["focalnet2d"], 1)
     given = argparse.Namespace(**{**vars(args), "epochs": 2, "batch_size": 4, "embed_dim": 8, "ensemble": 2})
     assert "as given" in size_to_data(given, 400, gpu=False)
     assert (given.epochs, given.embed_dim, given.ensemble) == (2, 8, 2)
@@ -116,10 +125,16 @@ def test_audio_cli_sizes_to_data_and_paper_preset_keeps_the_old_recipe(tmp_path:
           "--epochs", "1", "--no-progress", "--no-cache"])
     config = yaml.safe_load((run / "config.yaml").read_text())
     assert (config["epochs"], config["batch_size"], config["embed_dim"], config["depths"]) == (1, 4, 64, [1, 1, 1])
-    assert config["model"] == "focalnet1d" and config["global_pool"] == "avgmax" and config["ensemble"] == 3
+    assert config["model"] == "focalnet1d" and config["global_pool"] == "avgmax" and config["ensemble"] == 2
+    assert config["ensemble_models"] == ["focalnet1d:64", "focalnet2d:32"]
     log = capsys.readouterr().out
-    assert "sized to the data: 8 training clips on the CPU -> --batch-size 4, --embed-dim 64, --ensemble 3" in log
-    assert (run / "fold1" / "member2" / "checkpoints" / "last.ckpt").is_file()
+    assert ("sized to the data: 8 training clips on the CPU -> --batch-size 4, --embed-dim 64, --ensemble-models "
+            "focalnet1d:64,focalnet2d:32, --ensemble 2") in log
+    members = [run / "fold1" / d / "checkpoints" / "last.ckpt" for d in ("", "member1")]
+    stems = [torch.load(c, map_location="cpu", weights_only=True)["state_dict"]["model.backbone.stem.proj.weight"]
+             for c in members]
+    assert [(s.ndim, s.shape[0]) for s in stems] == [(3, 64), (4, 32)], "a 1D member at width 64, a 2D one at 32"
+    assert not (run / "fold1" / "member2").exists()
 
 
 def test_medical_steps_scale_with_training_cases_and_flags_win():

@@ -35,7 +35,7 @@ from .baseline import BASELINE_NAME, mfcc_baseline_accuracy
 from .data import PADS, FeatureCache, extract_features, read_esc50
 from .features import FEATURE_KINDS, FeatureConfig, FeatureExtractor
 from .models import AUDIO_MODELS, default_variant
-from .protocol import build_model, model_overrides, plan_splits, run_split
+from .protocol import build_model, member_options, model_overrides, plan_splits, run_split
 from .sizing import choose_preset, count_training_clips, size_to_data
 from .synth import generate_synthetic_esc50
 
@@ -104,7 +104,13 @@ def add_options(p: argparse.ArgumentParser) -> None:
     t.add_argument("--ensemble", type=int, default=1,
                    help="members trained per split (seeds apart); the split is scored on their averaged class "
                         "probabilities, each member's accuracy is reported too; --explain explains the first member. "
-                        "Unset: sized to the data, 3 below 1000 training clips, else 1")
+                        "Unset: sized to the data, one per --ensemble-models entry, without them 3 below 1000 "
+                        "training clips, else 1")
+    t.add_argument("--ensemble-models", default=None,
+                   help="the members' models, cycled over the --ensemble members: comma-separated MODEL[:WIDTH] "
+                        "(e.g. focalnet1d:64,focalnet2d:32; WIDTH overrides --embed-dim); default: every member is "
+                        "--model. Unset with --data: below 1000 training clips and with --model focalnet1d, "
+                        "focalnet1d:64,focalnet2d:32 (the 1D and the 2D net)")
     t.add_argument("--label-smoothing", type=float, default=0.1, help="label smoothing")
     t.add_argument("--mixup", type=float, default=None, help="mixup alpha (0 = off)")
     t.add_argument("--freq-mask", type=int, default=None, help="SpecAugment frequency-mask width (0 = off)")
@@ -132,11 +138,28 @@ def _int_list(value: Any, option: str) -> list[int]:
         raise TaskError(f"{option}: expected comma-separated integers, got {value!r}") from None
 
 
+def _member_models(value: Any) -> list[str] | None:
+    """`--ensemble-models` as a list of `MODEL[:WIDTH]` entries (checked), None when not given."""
+    if value is None:
+        return None
+    items = value if isinstance(value, (list, tuple)) else str(value).replace(" ", "").split(",")
+    entries = [str(v) for v in items if str(v) != ""]
+    for entry in entries:
+        model, colon, width = entry.partition(":")
+        if model not in AUDIO_MODELS or (colon and not (width.isdigit() and int(width) > 0)):
+            raise TaskError(f"--ensemble-models: expected MODEL[:WIDTH] entries with MODEL one of "
+                            f"{', '.join(AUDIO_MODELS)} and WIDTH a positive integer, got {entry!r}")
+    if not entries:
+        raise TaskError(f"--ensemble-models: expected at least one MODEL[:WIDTH], got {value!r}")
+    return entries
+
+
 def resolve(args: argparse.Namespace) -> None:
     """Spell out the list options, size the options the preset leaves to the data, and check the values."""
     args.folds = _int_list(args.folds, "--folds")
     args.depths = _int_list(args.depths, "--depths") or None
     args.resize = _int_list(args.resize, "--resize") or None
+    args.ensemble_models = _member_models(args.ensemble_models)
     if args.protocol == "cv" and (not args.folds or any(not 1 <= k <= 5 for k in args.folds)):
         raise TaskError(f"--folds: expected folds in 1..5, got {args.folds}")
     if args.epochs is None or args.batch_size is None or args.ensemble is None or (
@@ -155,6 +178,13 @@ def resolve(args: argparse.Namespace) -> None:
     for name in ("epochs", "batch_size", "ensemble"):
         if getattr(args, name) < 1:
             raise TaskError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.ensemble_models and args.ensemble < len(args.ensemble_models):
+        raise TaskError(f"--ensemble {args.ensemble} trains fewer members than the {len(args.ensemble_models)} "
+                        f"--ensemble-models ({','.join(args.ensemble_models)}); give --ensemble "
+                        f"{len(args.ensemble_models)} or more")
+    if args.ensemble_models and (args.variant is not None or args.pretrained is not None):
+        raise TaskError("--ensemble-models chooses each member's model; it does not go with --variant or "
+                        "--pretrained (one model)")
     if not 0 < args.quantile < 1:
         raise TaskError(f"--quantile must be in (0, 1), got {args.quantile}")
     if args.explain < 0:
@@ -193,7 +223,8 @@ def train(run: Run) -> Summary | None:
                              args.hop_length, args.n_mels, args.normalize, args.pad)
     except ValueError as err:
         raise TaskError(str(err)) from None
-    params = sum(p.numel() for p in build_model(args, len(index.targets), fcfg).parameters())  # fails fast
+    kinds = [member_options(args, m) for m in range(min(args.ensemble, len(args.ensemble_models or [args.model])))]
+    params = [sum(p.numel() for p in build_model(k, len(index.targets), fcfg).parameters()) for k in kinds]  # fail fast
     cache_dir = None if args.no_cache else args.cache_dir or (
         run.dir / "feature_cache" if args.data is None else Path.home() / ".cache" / "focalmod" / "esc50")
     cache = FeatureCache(cache_dir, fcfg.to_dict())
@@ -221,12 +252,19 @@ def train(run: Run) -> Summary | None:
                     f"({result['num_test']} clips, {result['train_seconds']:.1f} s)")
     if not run.is_rank_zero or not results:
         return None
-    return summarise(run, index, fcfg, params, results, cache, baseline)
+    return summarise(run, index, fcfg, kinds, params, results, cache, baseline)
 
 
-def summarise(run: Run, index: Any, fcfg: FeatureConfig, params: int, results: dict[str, dict],
-              cache: FeatureCache, baseline: dict[str, float]) -> Summary:
-    """Pooled confusion matrix over the tested folds, the printed result line and the metrics."""
+def _model_entry(options: argparse.Namespace, params: int) -> dict:
+    return {"name": options.model, "variant": options.variant or default_variant(options.model), "params": params,
+            "overrides": model_overrides(options), "in_chans": options.in_chans,
+            "pretrained": str(options.pretrained) if options.pretrained else None}
+
+
+def summarise(run: Run, index: Any, fcfg: FeatureConfig, kinds: list[argparse.Namespace], params: list[int],
+              results: dict[str, dict], cache: FeatureCache, baseline: dict[str, float]) -> Summary:
+    """Pooled confusion matrix over the tested folds, the printed result line and the metrics. `kinds`: the
+    options of the distinct members (one cycle of `--ensemble-models`, else `--model` alone), `params` theirs."""
     args = run.args
     accs = {str(r["test_fold"]): r["accuracy"] for r in results.values()}
     values = np.array(list(accs.values()))
@@ -234,7 +272,7 @@ def summarise(run: Run, index: Any, fcfg: FeatureConfig, params: int, results: d
     y_pred = sum((r["y_pred"] for r in results.values()), [])
     save_classification_report(run.dir, y_true, y_pred, index.class_names, title=f"ESC-50 {args.protocol}, "
                                f"folds {','.join(accs)}")
-    variant = args.variant or default_variant(args.model)
+    models = [_model_entry(k, p) for k, p in zip(kinds, params)]
     train_seconds = {k: r["train_seconds"] for k, r in results.items()}
     extras = {
         "mean_accuracy": float(values.mean()),
@@ -243,8 +281,8 @@ def summarise(run: Run, index: Any, fcfg: FeatureConfig, params: int, results: d
         "protocol": args.protocol,
         "dataset": {"root": str(index.root), "synthetic": args.data is None, "esc10": args.esc10,
                     "num_clips": len(index.clips), "num_classes": len(index.targets)},
-        "model": {"name": args.model, "variant": variant, "params": params, "overrides": model_overrides(args),
-                  "in_chans": args.in_chans, "pretrained": str(args.pretrained) if args.pretrained else None},
+        "model": models[0],  # the first member's
+        "members": models,  # each distinct member model (--ensemble-models, cycled over the members)
         "features": fcfg.to_dict(),
         "epochs": args.epochs,
         "ensemble": args.ensemble,
@@ -260,9 +298,11 @@ def summarise(run: Run, index: Any, fcfg: FeatureConfig, params: int, results: d
     tested = extras["baseline_fold_accuracy"]
     base = Score(BASELINE_NAME, float(np.mean(list(tested.values())))) if len(tested) == len(accs) else None
     folds = ", ".join(f"{k}: {v:.4f}" for k, v in accs.items())
-    members = f" x {args.ensemble} (ensemble)" if args.ensemble > 1 else ""
-    print(f"\nESC-50 ({'synthetic' if args.data is None else index.root}, {args.protocol}) {args.model}/{variant} "
-          f"{params / 1e6:.2f}M params{members}, {fcfg.kind}: mean accuracy {extras['mean_accuracy']:.4f} +- "
+    described = " + ".join(f"{m['name']}/{m['variant']} {m['params'] / 1e6:.2f}M" for m in models)
+    members = f" x {args.ensemble} (ensemble)" if args.ensemble > 1 and len(models) == 1 else (
+        f" (ensemble of {args.ensemble})" if args.ensemble > 1 else "")
+    print(f"\nESC-50 ({'synthetic' if args.data is None else index.root}, {args.protocol}) {described} "
+          f"params{members}, {fcfg.kind}: mean accuracy {extras['mean_accuracy']:.4f} +- "
           f"{extras['std_accuracy']:.4f} (folds {folds}); {compare_with_baseline(metric, base)}; "
           f"{run.elapsed_seconds:.0f} s; run dir {run.dir}", flush=True)
     scored = [r["interpretability"] for r in results.values() if r.get("interpretability")]
@@ -273,7 +313,7 @@ def summarise(run: Run, index: Any, fcfg: FeatureConfig, params: int, results: d
               f"<fold>/explanations/methods.png):\n{scores_table(interpretability)}", flush=True)
     split = (f"test fold {','.join(accs)} (paper split: train 1-3, validate 4)" if args.protocol == "paper-split"
              else f"test folds {','.join(accs)} (5-fold cross-validation)")
-    return Summary(metric, data=str(index.root), split=split, params_m=params / 1e6, extras=extras, baseline=base,
+    return Summary(metric, data=str(index.root), split=split, params_m=params[0] / 1e6, extras=extras, baseline=base,
                    interpretability=interpretability)
 
 

@@ -59,6 +59,15 @@ def model_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return overrides
 
 
+def member_options(args: argparse.Namespace, member: int) -> argparse.Namespace:
+    """The options member `member` of a split's ensemble trains with: its `--ensemble-models` entry (cycled; model
+    and optional width) in place of `--model` and `--embed-dim`; `args` itself without `--ensemble-models`."""
+    if not args.ensemble_models:
+        return args
+    model, _, width = args.ensemble_models[member % len(args.ensemble_models)].partition(":")
+    return argparse.Namespace(**{**vars(args), "model": model, "embed_dim": int(width) if width else args.embed_dim})
+
+
 def build_model(args: argparse.Namespace, num_classes: int, fcfg: FeatureConfig) -> nn.Module:
     return build_audio_model(
         args.model, num_classes, fcfg.num_freq, fcfg.num_frames, variant=args.variant, in_chans=args.in_chans,
@@ -89,6 +98,7 @@ def run_split(run: Run, split: Split, index: ESC50Index, feats: torch.Tensor, fc
             continue
         module.to(trainer.strategy.root_device)
         probabilities.append(_predict(module, feats[test_idx], args.batch_size))
+        module.cpu()  # the first member is kept for --explain; its device memory is not
         member_accuracy.append((probabilities[-1].argmax(1) == y_true).sum().item() / len(y_true))
         if args.ensemble > 1:
             run.say(f"{split.name}: member {member + 1}/{args.ensemble} test accuracy {member_accuracy[-1]:.4f}")
@@ -106,7 +116,6 @@ def run_split(run: Run, split: Split, index: ESC50Index, feats: torch.Tensor, fc
         for n, (i, t, p) in enumerate(zip(test_idx, y_true.tolist(), preds.tolist()))])
     explanations, interpretability = [], None
     if args.explain:
-        module.cpu()
         picked = pick_per_class(index.labels[test_idx], args.explain)
         inputs = module.normalize(feats[test_idx[picked]])
         interpretability = score_explanations_of(module.model, inputs, split_dir / "explanations" / "methods.png",
@@ -130,15 +139,16 @@ def run_split(run: Run, split: Split, index: ESC50Index, feats: torch.Tensor, fc
 
 def _train_member(run: Run, split: Split, member: int, index: ESC50Index, feats: torch.Tensor, fcfg: FeatureConfig,
                   indices: tuple[np.ndarray, np.ndarray]) -> tuple[AudioClassifierModule, Any, float]:
-    """Train member `member` of the split's ensemble (in `<split>/`, the others in `<split>/member<m>/`, each with
-    its own checkpoints to resume from); returns its module (the best checkpoint's weights with the paper split),
-    trainer and training seconds."""
+    """Train member `member` of the split's ensemble (its model from `member_options`; in `<split>/`, the others in
+    `<split>/member<m>/`, each with its own checkpoints to resume from); returns its module (the best checkpoint's
+    weights with the paper split), trainer and training seconds."""
     args, labels = run.args, torch.from_numpy(index.labels)
     train_idx, val_idx = indices
     pl.seed_everything(args.seed + split.test + MEMBER_SEED_STRIDE * member, workers=True, verbose=False)
     train_x = feats[train_idx]
     tcfg = TrainConfig(**{k: getattr(args, k) for k in TrainConfig.__dataclass_fields__})
-    module = AudioClassifierModule(build_model(args, len(index.targets), fcfg), len(index.targets), fcfg.kind,
+    model = build_model(member_options(args, member), len(index.targets), fcfg)
+    module = AudioClassifierModule(model, len(index.targets), fcfg.kind,
                                    float(train_x.mean()), float(train_x.std().clamp_min(1e-6)), tcfg)
     paper = args.protocol == "paper-split"  # cv: no model selection on the held-out fold
     member_dir = run.dir / split.name / (f"member{member}" if member else "")

@@ -7,9 +7,12 @@ batch size sized the same way).
 
 Rule (measured on the realsets drums and phrases sets, see docs/audio.md): a from-scratch model of under 1 M
 parameters (1D width 64, 2D width 32), wider on a GPU or with thousands of clips, trained for about 12k clip
-presentations (at least 20 and at most 80 epochs), batch 16 below 1000 training clips and 32 above; below 1000
-training clips, an ensemble of 3 members (seeds apart) scored on their averaged probabilities (3x the training time;
-a few minutes of one CPU core per member on a few hundred clips).
+presentations (at least 20 and at most 80 epochs), batch 16 below 1000 training clips and 32 above. Below 1000
+training clips, an ensemble scored on its members' averaged probabilities: with the default `--model focalnet1d`
+the 1D net and the 2D net on the same features (`--ensemble-models focalnet1d:64,focalnet2d:32`, `--ensemble 2`;
+they err on different clips: the pair beat three 1D members on the drums and phrases sets, docs/realsets.md; the
+2D member costs about 5x the 1D one's time), with any other model 3 members of it, seeds apart. Given
+`--ensemble-models` and no `--ensemble`: one member per entry.
 """
 from __future__ import annotations
 
@@ -27,8 +30,9 @@ FINETUNE_WEIGHTS = "focalnet_tiny_srf"  # what presets/finetune.yaml starts from
 
 CLIP_PRESENTATIONS = 12_000
 EPOCH_RANGE = (20, 80)
-SMALL_SET = 1000  # training clips: below it batch 16 and an ensemble of ENSEMBLE_BELOW members
-ENSEMBLE_BELOW = 3
+SMALL_SET = 1000  # training clips: below it batch 16 and an ensemble
+SMALL_SET_MODELS = ("focalnet1d", "focalnet2d")  # its members with the default --model focalnet1d
+ENSEMBLE_BELOW = 3  # its members with any other --model
 
 
 def weights_cached(name: str) -> bool:
@@ -59,6 +63,12 @@ def count_training_clips(args: argparse.Namespace) -> int:
     return int(np.isin(folds, split.train).sum())
 
 
+def _width(model: str, wide: bool) -> int:
+    """First-stage width of a from-scratch `model` (under 1 M parameters; wider on a GPU or with thousands of
+    clips)."""
+    return (96 if wide else 64) if model == "focalnet1d" else (48 if wide else 32)
+
+
 def size_to_data(args: argparse.Namespace, num_train: int, gpu: bool) -> str:
     """Fill the options left unset (None) from `num_train` and `gpu`; returns the line announcing the choice."""
     chosen = {}
@@ -67,13 +77,20 @@ def size_to_data(args: argparse.Namespace, num_train: int, gpu: bool) -> str:
     if args.epochs is None:
         epochs = math.ceil(CLIP_PRESENTATIONS / max(num_train, 1))
         chosen["epochs"] = int(min(max(epochs, EPOCH_RANGE[0]), EPOCH_RANGE[1]))
-    if args.variant is None and args.embed_dim is None and getattr(args, "pretrained", None) is None:
-        wide = gpu or num_train >= 2000
-        chosen["embed_dim"] = (96 if wide else 64) if args.model == "focalnet1d" else (48 if wide else 32)
+    wide = gpu or num_train >= 2000
+    sized_width = args.variant is None and args.embed_dim is None and getattr(args, "pretrained", None) is None
+    if sized_width:
+        chosen["embed_dim"] = _width(args.model, wide)
     if getattr(args, "ensemble", 1) is None:
-        chosen["ensemble"] = ENSEMBLE_BELOW if num_train < SMALL_SET else 1
+        models = getattr(args, "ensemble_models", None)
+        if (models is None and num_train < SMALL_SET and args.model == "focalnet1d" and args.variant is None
+                and getattr(args, "pretrained", None) is None):
+            models = chosen["ensemble_models"] = [f"{m}:{_width(m, wide)}" if sized_width else m
+                                                  for m in SMALL_SET_MODELS]
+        chosen["ensemble"] = len(models) if models else ENSEMBLE_BELOW if num_train < SMALL_SET else 1
     for name, value in chosen.items():
         setattr(args, name, value)
-    what = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in chosen.items())
+    what = ", ".join(f"--{k.replace('_', '-')} {','.join(v) if isinstance(v, list) else v}"
+                     for k, v in chosen.items())
     return (f"sized to the data: {num_train} training clips on {'a GPU' if gpu else 'the CPU'} -> {what or 'as given'}"
             " (flags override; the sound paper's recipe: --preset paper)")
