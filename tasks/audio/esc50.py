@@ -128,12 +128,17 @@ def add_options(p: argparse.ArgumentParser) -> None:
                    help="explanation mask: the positions at or above this quantile of a map")
 
 
-def _int_list(value: Any, option: str) -> list[int]:
+def _items(value: Any) -> list[str]:
+    """A comma-separated option (or a list from config.yaml) as its non-empty items."""
     if value is None:
         return []
     items = value if isinstance(value, (list, tuple)) else str(value).replace(" ", "").split(",")
+    return [str(v) for v in items if str(v) != ""]
+
+
+def _int_list(value: Any, option: str) -> list[int]:
     try:
-        return [int(v) for v in items if v != ""]
+        return [int(v) for v in _items(value)]
     except ValueError:
         raise TaskError(f"{option}: expected comma-separated integers, got {value!r}") from None
 
@@ -142,8 +147,7 @@ def _member_models(value: Any) -> list[str] | None:
     """`--ensemble-models` as a list of `MODEL[:WIDTH]` entries (checked), None when not given."""
     if value is None:
         return None
-    items = value if isinstance(value, (list, tuple)) else str(value).replace(" ", "").split(",")
-    entries = [str(v) for v in items if str(v) != ""]
+    entries = _items(value)
     for entry in entries:
         model, colon, width = entry.partition(":")
         if model not in AUDIO_MODELS or (colon and not (width.isdigit() and int(width) > 0)):

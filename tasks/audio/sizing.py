@@ -78,13 +78,13 @@ def size_to_data(args: argparse.Namespace, num_train: int, gpu: bool) -> str:
         epochs = math.ceil(CLIP_PRESENTATIONS / max(num_train, 1))
         chosen["epochs"] = int(min(max(epochs, EPOCH_RANGE[0]), EPOCH_RANGE[1]))
     wide = gpu or num_train >= 2000
-    sized_width = args.variant is None and args.embed_dim is None and getattr(args, "pretrained", None) is None
+    from_scratch = args.variant is None and getattr(args, "pretrained", None) is None  # the width is ours to choose
+    sized_width = from_scratch and args.embed_dim is None
     if sized_width:
         chosen["embed_dim"] = _width(args.model, wide)
     if getattr(args, "ensemble", 1) is None:
         models = getattr(args, "ensemble_models", None)
-        if (models is None and num_train < SMALL_SET and args.model == "focalnet1d" and args.variant is None
-                and getattr(args, "pretrained", None) is None):
+        if models is None and num_train < SMALL_SET and args.model == "focalnet1d" and from_scratch:
             models = chosen["ensemble_models"] = [f"{m}:{_width(m, wide)}" if sized_width else m
                                                   for m in SMALL_SET_MODELS]
         chosen["ensemble"] = len(models) if models else ENSEMBLE_BELOW if num_train < SMALL_SET else 1
