@@ -1,4 +1,4 @@
-"""tasks.imagenet: train/eval CLIs end to end on a tiny ImageFolder the test writes, resume after a crash,
+"""tasks.imagenet: fit / validate end to end on a tiny ImageFolder the test writes, resume after a crash,
 DDP metric reduction, and one clear error per kind of bad input."""
 from __future__ import annotations
 
@@ -16,13 +16,17 @@ import yaml
 from PIL import Image
 
 from tasks.common import TaskError
-from tasks.imagenet import eval as imagenet_eval
+from tasks.imagenet import __main__ as imagenet
 from tasks.imagenet import train as imagenet_train
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = ["--model", "focalnet_digits", "--input-size", "16", "--crop-pct", "1.0", "--batch-size", "4",
         "--epochs", "1", "--aa", "none", "--reprob", "0", "--mixup", "0", "--cutmix", "0", "--warmup-epochs", "0",
         "--no-progress", "--num-workers", "0", "--devices", "1", "--accelerator", "cpu", "--threads", "1"]
+
+
+def validate(argv):
+    return imagenet.main(["validate", *argv])
 
 
 def write_folder(root: Path, classes=("a", "b", "c"), train=4, val=4, size=16) -> Path:
@@ -66,9 +70,9 @@ def test_train_writes_run_dir_and_metrics(trained):
     assert on_disk["baseline_train_images"] == 12
 
 
-def test_eval_reproduces_the_final_validation(trained, tmp_path):
+def test_validate_reproduces_the_final_validation(trained, tmp_path):
     data, run, metrics = trained
-    out = imagenet_eval.main(["--checkpoint", str(run / "checkpoints" / "last.ckpt"), "--data", str(data),
+    out = validate(["--run", str(run / "checkpoints" / "last.ckpt"), "--data", str(data),
                               "--out", str(tmp_path / "eval")])
     assert out["top1"] == pytest.approx(metrics["top1"]) and out["top5"] == pytest.approx(metrics["top5"])
     rows = (tmp_path / "eval" / "per_class.csv").read_text().splitlines()
@@ -76,11 +80,11 @@ def test_eval_reproduces_the_final_validation(trained, tmp_path):
     assert out["images"] == 12 and out["images_per_sec"] > 0
 
 
-def test_eval_rejects_a_checkpoint_for_another_class_count(trained, tmp_path):
+def test_validate_rejects_a_checkpoint_for_another_class_count(trained, tmp_path):
     _, run, _ = trained
     other = write_folder(tmp_path / "two", classes=("a", "b"))
-    with pytest.raises(TaskError, match="classifier does not have 2 classes"):
-        imagenet_eval.main(["--checkpoint", str(run / "checkpoints" / "last.ckpt"), "--data", str(other),
+    with pytest.raises(TaskError, match="the classifier does not have the classes of"):
+        validate(["--run", str(run / "checkpoints" / "last.ckpt"), "--data", str(other),
                             "--out", str(tmp_path / "e")])
 
 
@@ -196,7 +200,7 @@ def test_ddp_two_cpu_processes_reduce_metrics_across_ranks(tmp_path):
     assert metrics["world_size"] == 2 and metrics["total_batch"] == 4 and metrics["epochs"] == 2
     assert metrics["val_images"] == 9, "val metrics must be summed over both ranks, each image once"
     assert "top-1" in result.stdout and result.stdout.count("run dir:") == 2, "only rank 0 prints the summary"
-    single = imagenet_eval.main(["--checkpoint", str(run / "checkpoints" / "last.ckpt"), "--data", str(data),
+    single = validate(["--run", str(run / "checkpoints" / "last.ckpt"), "--data", str(data),
                                  "--out", str(tmp_path / "eval")])
     assert single["images"] == 9
     assert metrics["top1"] == pytest.approx(single["top1"]) and metrics["top5"] == pytest.approx(single["top5"])
@@ -266,7 +270,7 @@ def test_no_weight_decay_on_norms_biases_and_layer_scale():
     assert "head.fc.weight" in decay and len(decay) + len(no_decay) == len(names)
 
 
-def test_eval_transform_is_the_official_one():
+def test_validate_transform_is_the_official_one():
     from torchvision import transforms as T
 
     from tasks.imagenet.data import Preprocess, eval_transform
@@ -294,7 +298,7 @@ def test_official_augmentation_with_mixup_and_ema_trains_and_eval_matches(tmp_pa
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     assert "averaging_state" in ckpt and "current_model_state" in ckpt  # EMA weights are the state_dict
     assert torch.isfinite(torch.tensor(metrics["val_loss"]))
-    out = imagenet_eval.main(["--checkpoint", str(run / "checkpoints" / "last.ckpt"), "--data", str(data),
+    out = validate(["--run", str(run / "checkpoints" / "last.ckpt"), "--data", str(data),
                               "--out", str(tmp_path / "eval")])
     assert out["top1"] == pytest.approx(metrics["top1"])
 
@@ -313,28 +317,28 @@ def test_bad_training_settings_are_task_errors(tmp_path, extra, message):
         imagenet_train.main(["--data", str(data), "--out", str(tmp_path / "r"), *FAST, *extra])
 
 
-def test_eval_rejects_weights_of_another_model_and_a_contradicting_model_name(trained, tmp_path):
+def test_validate_rejects_weights_of_another_model_and_a_contradicting_model_name(trained, tmp_path):
     data, run, _ = trained
     ckpt = run / "checkpoints" / "last.ckpt"
-    with pytest.raises(TaskError, match="was trained as focalnet_digits"):
-        imagenet_eval.main(["--checkpoint", str(ckpt), "--model", "focalnet_tiny_srf", "--data", str(data)])
+    with pytest.raises(TaskError, match="--model goes with --weights"):
+        validate(["--run", str(ckpt), "--model", "focalnet_tiny_srf", "--data", str(data)])
     from tasks.imagenet.recipe import build_model
 
     weights = tmp_path / "digits_weights.pth"
     torch.save(build_model("focalnet_digits", 3).state_dict(), weights)
     with pytest.raises(TaskError, match="does not fit --model focalnet_tiny_iso"):
-        imagenet_eval.main(["--checkpoint", str(weights), "--model", "focalnet_tiny_iso", "--data", str(data),
+        validate(["--weights", str(weights), "--model", "focalnet_tiny_iso", "--data", str(data),
                             "--out", str(tmp_path / "e")])
-    with pytest.raises(TaskError, match="--model is required"):
-        imagenet_eval.main(["--checkpoint", str(weights), "--data", str(data)])
+    with pytest.raises(TaskError, match="--model is required with --weights"):
+        validate(["--weights", str(weights), "--data", str(data)])
 
 
-def test_eval_without_checkpoint_needs_a_digits_run(tmp_path, monkeypatch):
+def test_validate_without_checkpoint_needs_a_digits_run(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(TaskError, match="no digits run with a checkpoint under runs/imagenet"):
-        imagenet_eval.main([])
-    with pytest.raises(TaskError, match="--checkpoint is required with --data"):
-        imagenet_eval.main(["--data", str(tmp_path)])
+        validate([])
+    with pytest.raises(TaskError, match="--run is required with --data"):
+        validate(["--data", str(tmp_path)])
 
 
 @pytest.mark.slow
@@ -347,14 +351,14 @@ def test_embedded_default_learns_in_two_epochs_and_eval_finds_the_run(tmp_path, 
     assert metrics["val_images"] == 360 and metrics["train_images"] == 1437 and metrics["num_classes"] == 10
     assert metrics["top1"] > 0.5, metrics
     assert sorted(p.name for p in (tmp_path / "cache" / "digits_32px").iterdir()) == ["manifest.json", "train", "val"]
-    out = imagenet_eval.main([])
+    out = validate([])
     assert out["top1"] == pytest.approx(metrics["best_top1"]) and out["images"] == 360
     # On the embedded default training and eval also score 16 explanations (one per class in turn), every method.
     assert set(metrics["interpretability"]) == {"modulator", "gates", "gradcam", "integrated_gradients", "random"}
     assert (metrics["interpretability"]["random"]["fid_in"] <= 1.0 and (tmp_path / "runs" / "imagenet").is_dir())
     assert set(out["interpretability"]) == {"modulator", "gates", "gradcam", "integrated_gradients", "random"}
     assert all(0.0 <= s["fid_in"] <= 1.0 and 0.0 <= s["insertion_auc"] <= 1.0 for s in out["interpretability"].values())
-    run_dir = max((tmp_path / "runs" / "imagenet-eval").iterdir())
+    run_dir = max((tmp_path / "runs" / "imagenet-validate").iterdir())
     assert (run_dir / "explanations.png").stat().st_size > 1000
     assert json.loads((run_dir / "metrics.json").read_text())["interpretability"] == out["interpretability"]
 

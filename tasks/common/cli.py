@@ -34,9 +34,10 @@ class RunStopped(BaseException):
         return f"stopped by {self.signal_name}; continue the run with:\n  {self.resume_command}"
 
 
-def add_common_args(parser: argparse.ArgumentParser, task: str, presets: Sequence[str] = ()) -> None:
-    """Options every training CLI has: config, output, resume, seed, the Lightning Trainer settings and, when the
-    task has `presets`, `--preset`."""
+def add_common_args(parser: argparse.ArgumentParser, task: str, presets: Sequence[str] = (), trainer: bool = True
+                    ) -> None:
+    """Options every task command has: config, output, resume, seed, threads, the Lightning Trainer settings
+    (unless `trainer` is False: a command that runs no Trainer) and, when the task has `presets`, `--preset`."""
     g = parser.add_argument_group("run")
     if presets:
         g.add_argument("--preset", choices=list(presets), default=None,
@@ -48,6 +49,11 @@ def add_common_args(parser: argparse.ArgumentParser, task: str, presets: Sequenc
                    help="continue a stopped run: its directory (or a .ckpt in its checkpoints/); outputs go to that "
                         "run, and its config.yaml supplies the options you do not give again")
     g.add_argument("--seed", type=int, default=0, help="global seed (Lightning seed_everything, workers too)")
+    g.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads per process; 0: torch's default (one per core). On a busy 2-core machine "
+                        "use 1: two OpenMP threads spin-wait on each other")
+    if not trainer:
+        return
     t = parser.add_argument_group("trainer (Lightning)")
     t.add_argument("--accelerator", default="auto", help="cpu, gpu, auto")
     t.add_argument("--devices", default="auto", help="number of devices per node or 'auto'")
@@ -58,9 +64,6 @@ def add_common_args(parser: argparse.ArgumentParser, task: str, presets: Sequenc
     t.add_argument("--limit-train-batches", type=float, default=1.0, help="fraction or count of train batches")
     t.add_argument("--limit-val-batches", type=float, default=1.0, help="fraction or count of val batches")
     t.add_argument("--no-progress", action="store_true", help="disable the progress bar (logs still written)")
-    t.add_argument("--threads", type=int, default=None,
-                   help="torch CPU threads per process; 0: torch's default (one per core). On a busy 2-core machine "
-                        "use 1: two OpenMP threads spin-wait on each other")
 
 
 def bool_arg(text: str) -> bool:

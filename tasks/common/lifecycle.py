@@ -53,17 +53,20 @@ class Task:
     when `--preset` is not given (e.g. from `args.data`). `run(run)`: build, train, evaluate, print; return a
     `Summary` (or None on ranks other than 0; any other value is returned as is, without metrics.json).
     `resolve(args)`: optional checks / derived values before the run directory exists. `versions`: extra
-    distributions whose versions metrics.json records (e.g. "monai")."""
+    distributions whose versions metrics.json records (e.g. "monai"). A verb that applies a trained run
+    (validate, predict, export) has no presets (`presets` None: no `--preset`, metrics.json `"preset": null`), and
+    `trainer=False` leaves out the Lightning Trainer options where it runs no Trainer (export)."""
 
     name: str
     module: str
     doc: str
     add_options: Callable[[argparse.ArgumentParser], None]
-    presets: Path
-    choose_preset: Callable[[argparse.Namespace], str]
     run: Callable[[Run], Any]
+    presets: Path | None = None
+    choose_preset: Callable[[argparse.Namespace], str] | None = None
     resolve: Callable[[argparse.Namespace], None] | None = None
     versions: tuple[str, ...] = ()
+    trainer: bool = True
 
 
 @dataclass
@@ -205,12 +208,12 @@ class _RecordingGroup:
 def build_parser(task: Task) -> TaskParser:
     """The task's parser: its options, the common ones, `--preset`; every option's help ends with its default or
     the values the presets give it, and the epilog lists the presets and the precedence of option sources."""
-    presets = Presets.load(task.presets)
+    presets = Presets.load(task.presets) if task.presets is not None else Presets.none()
     description, _, rest = task.doc.strip().partition("\n\n")
     parser = TaskParser(prog=f"python -m {task.module}", description=description, presets=presets,
                         formatter_class=argparse.RawDescriptionHelpFormatter)
     task.add_options(parser)
-    add_common_args(parser, task.name, presets.names)
+    add_common_args(parser, task.name, presets.names, trainer=task.trainer)
     presets.check(vars(parser.parse_args([])))
     for action in parser.options:
         if action.help in (None, argparse.SUPPRESS) or action.dest == "help":
@@ -221,9 +224,10 @@ def build_parser(task: Task) -> TaskParser:
         elif not (action.default is None or action.default is False or action.default == argparse.SUPPRESS):
             action.help += f" (default: {_show(action.default)})".replace("%", "%%")
     precedence = textwrap.fill(
-        f"Presets ({_relative(presets.folder)}/<name>.yaml): {', '.join(presets.names)}; --preset picks one, else the "
-        "data does. An option takes the first value found in: the command line, --config, the resumed run's "
-        "config.yaml, the preset, its default.", width=115)
+        (f"Presets ({_relative(presets.folder)}/<name>.yaml): {', '.join(presets.names)}; --preset picks one, else "
+         "the data does. " if presets.names else "") + "An option takes the first value found in: the command line, "
+        "--config, the resumed run's config.yaml" + (", the preset" if presets.names else "") + ", its default.",
+        width=115)
     parser.epilog = "\n\n".join(filter(None, [rest, precedence]))
     return parser
 
@@ -272,6 +276,9 @@ def run_task(task: Task, argv: Sequence[str] | None = None) -> Any:
     metrics = build_metrics(result, task.name, args.preset, timing, _command(task, argv),
                             str(run.resumed_from[0]) if run.resumed_from else None, task.versions)
     write_metrics(run.dir, metrics)
+    if result.skipped:
+        raise TaskError(f"{len(result.skipped)} input(s) could not be read and were skipped (the results of the "
+                        f"others are in {run.dir}): {', '.join(result.skipped)}")
     return metrics
 
 
@@ -298,6 +305,9 @@ def resolve_options(task: Task, argv: Sequence[str]) -> tuple[argparse.Namespace
                 raise TaskError(f"--config: {flags['config']} sets {key}; give --{key} on the command line")
         layers.update(from_file)
     args = _parse(parser, argv, layers, flags)
+    if not parser.presets.names:
+        args.preset = None
+        return args, resume_dir, checkpoint
     name = args.preset or task.choose_preset(args)
     args = _parse(parser, argv, {**parser.presets.resolve(name, vars(args)), **layers}, flags)
     args.preset = name

@@ -54,7 +54,8 @@ class Summary:
     """What a task's `run` returns: the final numbers of the run, written to `metrics.json` by the lifecycle.
 
     `extras` holds the task-specific numbers (any JSON-able values) that go beside the shared keys;
-    `interpretability` is `{method: {metric: value}}` where a task measures explanations."""
+    `interpretability` is `{method: {metric: value}}` where a task measures explanations. `skipped`: inputs a
+    verb could not read (predict); metrics.json lists them under "skipped" and the command then exits non-zero."""
 
     metric: Score
     data: str
@@ -63,6 +64,7 @@ class Summary:
     extras: dict[str, Any] = field(default_factory=dict)
     baseline: Score | None = None
     interpretability: dict[str, dict[str, float | None]] | None = None
+    skipped: list[str] = field(default_factory=list)
 
 
 def build_metrics(summary: Summary, task: str, preset: str | None, timing: Mapping[str, float], command: str,
@@ -79,6 +81,8 @@ def build_metrics(summary: Summary, task: str, preset: str | None, timing: Mappi
         "versions": library_versions(distributions), "git_commit": git_commit(), "command": command,
         "resumed_from": resumed_from, "interpretability": summary.interpretability, **summary.extras,
     }
+    if summary.skipped:
+        metrics["skipped"] = list(summary.skipped)
     return check_metrics(metrics)
 
 

@@ -42,6 +42,11 @@ class Presets:
             raise ValueError(f"no presets (*.yaml) in {folder}")
         return cls(folder, values)
 
+    @classmethod
+    def none(cls) -> Presets:
+        """No presets: for a command whose options have their defaults only (a verb applying a trained run)."""
+        return cls(Path("."), {})
+
     @property
     def names(self) -> list[str]:
         return list(self.values)

@@ -18,11 +18,12 @@ from .recipe import build_model
 
 class ClassificationModule(pl.LightningModule):
     """`model`: a name `tasks.imagenet.recipe` resolves; `optim` and `mixup` are plain dicts (saved as hparams so
-    a checkpoint alone rebuilds the model; `preprocess` records the eval geometry for `tasks.imagenet.eval`)."""
+    a checkpoint alone rebuilds the model; `preprocess` records the eval geometry and `classes` the class names in
+    label order, for the verbs that apply the run: validate, predict, export)."""
 
     def __init__(self, model: str, num_classes: int, model_overrides: dict[str, Any], optim: dict[str, Any],
                  mixup: dict[str, Any], init_checkpoint: str | None = None, pretrained: str | None = None,
-                 preprocess: dict[str, Any] | None = None) -> None:
+                 preprocess: dict[str, Any] | None = None, classes: list[str] | None = None) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.model = build_model(model, num_classes, checkpoint_path=init_checkpoint, pretrained=pretrained,

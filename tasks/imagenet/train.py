@@ -30,6 +30,7 @@ from .digits import default_cache_dir, digits_image_folder
 from .module import ClassificationModule
 from .recipe import TASK_MODELS
 from .sizing import choose_preset, size_to_data
+from .trained import label_order
 
 
 def add_options(p: argparse.ArgumentParser) -> None:
@@ -117,7 +118,8 @@ def train(run: Run) -> Summary | None:
     overrides = {} if args.drop_path is None else {"drop_path_rate": args.drop_path}
     module = ClassificationModule(args.model, len(folders.classes), overrides, optim, mixup,
                                   str(args.init_checkpoint) if args.init_checkpoint else None, args.pretrained,
-                                  preprocess=dict(input_size=pre.input_size, crop_pct=pre.crop_pct))
+                                  preprocess=dict(input_size=pre.input_size, crop_pct=pre.crop_pct),
+                                  classes=label_order(folders.classes))
     throughput = ThroughputLogger()
     callbacks = [throughput, EpochPrinter(["val/top1", "val/top5"])]
     if args.model_ema:
