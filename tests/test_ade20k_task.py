@@ -325,18 +325,18 @@ def test_train_cli_bad_data_is_one_error_line(broken, tmp_path, capsys):
     assert code == 2 and err.count("\n") == 0 and "ADE_val_00000001.jpg: no annotation" in err
 
 
-def test_eval_cli_needs_data_for_plain_weights(tmp_path, capsys):
-    from tasks.ade20k.eval import main
+def test_validate_needs_data_for_plain_weights(tmp_path, capsys):
+    from tasks.ade20k.__main__ import main
 
     torch.save({"state_dict": {}}, tmp_path / "w.pth")
-    code, err = _run(main, ["--checkpoint", str(tmp_path / "w.pth")], capsys)
+    code, err = _run(main, ["validate", "--weights", str(tmp_path / "w.pth")], capsys)
     assert code == 2 and "--data is needed" in err
 
 
 @pytest.mark.slow
-def test_train_resume_and_eval_end_to_end(tmp_path):
-    from tasks.ade20k import eval as ade_eval
+def test_train_resume_and_validate_end_to_end(tmp_path):
     from tasks.ade20k import train
+    from tasks.ade20k.__main__ import main as ade20k
 
     run = tmp_path / "run"
     common = ["--out", str(run), "--synthetic-train", "16", "--synthetic-val", "4", "--batch-size", "4",
@@ -352,25 +352,25 @@ def test_train_resume_and_eval_end_to_end(tmp_path):
     assert json.loads((run / "metrics.json").read_text())["iterations"] == 5
 
     out = tmp_path / "eval"
-    ms = ade_eval.main(["--checkpoint", str(run), "--multi-scale", "--out", str(out), "--num-png", "1"])
+    ms = ade20k(["validate", "--run", str(run), "--multi-scale", "--out", str(out), "--num-png", "1"])
     assert ms["test"]["ratios"] == [0.5, 0.75, 1.0, 1.25, 1.5, 1.75] and ms["test"]["flip"] is True
     assert ms["images"] == 4 and ms["checkpoint"].endswith(".ckpt")
-    ss = ade_eval.main(["--checkpoint", str(run), "--out", str(tmp_path / "eval_ss"), "--test-mode", "slide",
+    ss = ade20k(["validate", "--run", str(run), "--out", str(tmp_path / "eval_ss"), "--test-mode", "slide",
                         "--test-stride", "48"])
     assert ss["test"]["mode"] == "slide" and 0.0 <= ss["mIoU"] <= 1.0
     assert (out / "metrics.json").is_file() and len(list((out / "predictions").glob("*.png"))) == 1
 
 
 @pytest.mark.slow
-def test_eval_reads_an_official_mmseg_checkpoint(scenes, tmp_path):
+def test_validate_reads_an_official_mmseg_checkpoint(scenes, tmp_path):
     from test_upernet import SMALL, _spec_shapes, official_state_dict
 
-    from tasks.ade20k import eval as ade_eval
+    from tasks.ade20k.__main__ import main as ade20k
 
     sd = official_state_dict(_spec_shapes("upernet_focalnet_tiny_srf", **SMALL))
     torch.save({"meta": {}, "state_dict": sd}, tmp_path / "upernet_focalnet.pth")
     args = [f"{k}={json.dumps(v)}" for k, v in SMALL.items() if k != "num_classes"]
-    metrics = ade_eval.main(["--checkpoint", str(tmp_path / "upernet_focalnet.pth"), "--data", str(scenes),
+    metrics = ade20k(["validate", "--weights", str(tmp_path / "upernet_focalnet.pth"), "--data", str(scenes),
                              "--img-scale", "512", "96", "--out", str(tmp_path / "eval"),
                              *[a for arg in args for a in ("--model-arg", arg)]])
     assert metrics["checkpoint_format"] == "mmseg" and metrics["images"] == 4
@@ -403,7 +403,7 @@ def test_ddp_two_cpu_processes_evaluate_every_image_once(tmp_path):
     import sys
     from pathlib import Path
 
-    from tasks.ade20k import eval as ade_eval
+    from tasks.ade20k.__main__ import main as ade20k
 
     repo = Path(__file__).resolve().parent.parent
     run = tmp_path / "run"
@@ -417,7 +417,7 @@ def test_ddp_two_cpu_processes_evaluate_every_image_once(tmp_path):
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["world_size"] == 2 and metrics["images"] == 5 and metrics["iterations"] == 2
     assert result.stdout.count("mIoU") >= 1 and result.stdout.count("run dir:") == 1, "only rank 0 prints"
-    single = ade_eval.main(["--checkpoint", str(run), "--out", str(tmp_path / "eval"), "--accelerator", "cpu",
+    single = ade20k(["validate", "--run", str(run), "--out", str(tmp_path / "eval"), "--accelerator", "cpu",
                             "--devices", "1", "--num-png", "0"])
     assert single["images"] == 5
     assert metrics["mIoU"] == pytest.approx(single["mIoU"]) and metrics["aAcc"] == pytest.approx(single["aAcc"])

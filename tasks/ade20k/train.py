@@ -45,11 +45,7 @@ def add_options(p: argparse.ArgumentParser) -> None:
     d.add_argument("--synthetic-train", type=int, default=400, help="synthetic: training images")
     d.add_argument("--synthetic-val", type=int, default=100, help="synthetic: validation images")
     m = p.add_argument_group("model")
-    m.add_argument("--model", help="a registered UPerNet (focalmod.list_models('upernet_*'))")
-    m.add_argument("--backbone", help="instead of --model: UPerNet on this focalmod/timm backbone (features_only)")
-    m.add_argument("--model-arg", action="append", metavar="KEY=VALUE",
-                   help="constructor override, repeatable (YAML values), e.g. channels=64 depths=[1,1,2,1]; replaces "
-                        "the preset's list when given")
+    add_model_options(m)
     m.add_argument("--backbone-weights", type=Path, help="classification weights for the backbone (any format "
                    "focalmod.load_checkpoint reads; focal kernels are zero-padded to the model's, as officially)")
     o = p.add_argument_group("recipe")
@@ -58,17 +54,32 @@ def add_options(p: argparse.ArgumentParser) -> None:
     o.add_argument("--lr", type=float, help="AdamW peak learning rate")
     o.add_argument("--weight-decay", type=float, help="AdamW weight decay (none for norms)")
     o.add_argument("--warmup-iters", type=int, help="linear warm-up iterations before the poly decay")
-    o.add_argument("--crop-size", type=int, help="square training crop (also the sliding window)")
-    o.add_argument("--img-scale", type=int, nargs=2, metavar=("LONG", "SHORT"),
-                   help="resize target (keep ratio) for training (x ratio) and testing")
     o.add_argument("--ratio-range", type=float, nargs=2, metavar=("LOW", "HIGH"), help="training scale jitter")
     o.add_argument("--cat-max-ratio", type=float, help="RandomCrop: retry crops whose largest class exceeds this")
     o.add_argument("--photometric", type=bool_arg, help="PhotoMetricDistortion (true/false)")
     o.add_argument("--val-interval", type=int, help="validate every N iterations (and at the end)")
-    o.add_argument("--test-mode", choices=("whole", "slide"), help="inference on whole images or sliding windows")
-    o.add_argument("--test-stride", type=int, help="sliding-window stride")
-    o.add_argument("--num-png", type=int, default=16, help="validation predictions written as palette PNGs")
     o.add_argument("--print-every", type=int, default=50, help="print a progress line every N iterations (0: never)")
+    add_test_options(p.add_argument_group("inference (validation)"))
+
+
+def add_model_options(g: Any) -> None:
+    """The network: shared by fit and the verbs that take plain weights (validate)."""
+    g.add_argument("--model", help="a registered UPerNet (focalmod.list_models('upernet_*'))")
+    g.add_argument("--backbone", help="instead of --model: UPerNet on this focalmod/timm backbone (features_only)")
+    g.add_argument("--model-arg", action="append", metavar="KEY=VALUE",
+                   help="constructor override, repeatable (YAML values), e.g. channels=64 depths=[1,1,2,1]; replaces "
+                        "the preset's list when given")
+
+
+def add_test_options(g: Any) -> None:
+    """How a model infers (mmseg test_cfg + scale): shared by fit (its validation) and validate / predict / export,
+    which take the trained run's values when these are not given."""
+    g.add_argument("--img-scale", type=int, nargs=2, metavar=("LONG", "SHORT"),
+                   help="resize target (keep ratio) for training (x ratio) and testing")
+    g.add_argument("--crop-size", type=int, help="square training crop (also the sliding window)")
+    g.add_argument("--test-mode", choices=("whole", "slide"), help="inference on whole images or sliding windows")
+    g.add_argument("--test-stride", type=int, help="sliding-window stride")
+    g.add_argument("--num-png", type=int, default=16, help="predictions written as palette PNGs")
 
 
 def check_options(args: argparse.Namespace) -> None:
