@@ -42,12 +42,17 @@ class TrainConfig:
 
 
 class AudioClassifierModule(pl.LightningModule):
-    """Trains `model` (`(B, F, T)` features -> logits); `mean`/`std` standardise the features (training-set stats)."""
+    """Trains `model` (`(B, F, T)` features -> logits); `mean`/`std` standardise the features (training-set stats).
+    `info`: plain values saved as the checkpoint's hyper-parameters (the class names in label order, the feature
+    settings, the split and member), for the verbs that apply the run (`tasks.audio.trained`)."""
 
     def __init__(
-        self, model: nn.Module, num_classes: int, feature_kind: str, mean: float, std: float, config: TrainConfig
+        self, model: nn.Module, num_classes: int, feature_kind: str, mean: float, std: float, config: TrainConfig,
+        info: dict | None = None,
     ) -> None:
         super().__init__()
+        if info is not None:
+            self.save_hyperparameters(dict(info), logger=False)
         self.model, self.num_classes, self.feature_kind, self.cfg = model, num_classes, feature_kind, config
         self.register_buffer("mean", torch.tensor(float(mean)))
         self.register_buffer("std", torch.tensor(float(std)))

@@ -148,8 +148,9 @@ def _train_member(run: Run, split: Split, member: int, index: ESC50Index, feats:
     train_x = feats[train_idx]
     tcfg = TrainConfig(**{k: getattr(args, k) for k in TrainConfig.__dataclass_fields__})
     model = build_model(member_options(args, member), len(index.targets), fcfg)
+    info = {"classes": index.class_names, "features": fcfg.to_dict(), "split": split.name, "member": member}
     module = AudioClassifierModule(model, len(index.targets), fcfg.kind,
-                                   float(train_x.mean()), float(train_x.std().clamp_min(1e-6)), tcfg)
+                                   float(train_x.mean()), float(train_x.std().clamp_min(1e-6)), tcfg, info)
     paper = args.protocol == "paper-split"  # cv: no model selection on the held-out fold
     member_dir = run.dir / split.name / (f"member{member}" if member else "")
     trainer = run.trainer(args.epochs, monitor="val/acc" if paper else None, dir=member_dir,

@@ -1,0 +1,31 @@
+"""Sound classification (ESC-50 layout), the sound task's verbs: fit a classifier per fold, score it, label new
+recordings, export it.
+
+    python -m tasks.audio fit                                   # = python -m tasks.audio.esc50 (synthetic set)
+    python -m tasks.audio fit --data /data/ESC-50-master --folds 1
+    python -m tasks.audio validate --run runs/esc50/<run>       # a fold's model(s) on its test fold (or --data)
+    python -m tasks.audio predict --run runs/esc50/<run> --inputs recordings/
+    python -m tasks.audio export --run runs/esc50/<run>         # ONNX (waveform in) + timm / Hugging Face folder
+
+A run trains one model, or an ensemble, per held-out fold; the verbs that apply it take `--fold` (default: the first
+trained fold).
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from ..common import run_main
+from ..common.verbs import run_verbs, verb_task
+from . import esc50, export, predict, validate
+
+VERBS = {"fit": verb_task(esc50.TASK, "tasks.audio", "fit"), "validate": validate.TASK,
+         "predict": predict.TASK, "export": export.TASK}
+
+
+def main(argv: Sequence[str] | None = None) -> Any:
+    """Run a verb; returns the content of its metrics.json. `argv` None: the command line."""
+    return run_verbs("tasks.audio", __doc__, VERBS, argv)
+
+
+if __name__ == "__main__":
+    run_main(main)
