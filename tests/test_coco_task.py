@@ -339,10 +339,10 @@ def test_train_cli_writes_run_dir_and_coco_metrics(trained_run: Path) -> None:
             assert {r["category_id"] for r in results} <= {1, 3, 5}
 
 
-def test_eval_cli_reproduces_training_metrics(trained_run: Path, tmp_path: Path) -> None:
-    from tasks.coco import eval as coco_eval
+def test_validate_reproduces_training_metrics(trained_run: Path, tmp_path: Path) -> None:
+    from tasks.coco.__main__ import main as coco
 
-    metrics = coco_eval.main(["--checkpoint", str(trained_run / "checkpoints" / "last.ckpt"), "--out",
+    metrics = coco(["validate", "--run", str(trained_run / "checkpoints" / "last.ckpt"), "--out",
                               str(tmp_path), "--accelerator", "cpu", "--no-progress"])
     _check_metrics(metrics)
     trained = json.loads((trained_run / "metrics.json").read_text())
@@ -351,12 +351,13 @@ def test_eval_cli_reproduces_training_metrics(trained_run: Path, tmp_path: Path)
 
 
 def test_cli_errors_are_one_line(tmp_path: Path, capsys) -> None:
-    from tasks.coco import eval as coco_eval
+    from tasks.coco.__main__ import main as coco
     from tasks.coco import train
 
     with pytest.raises(SystemExit) as exit_info:
-        run_main(coco_eval.main, ["--checkpoint", str(tmp_path / "missing.ckpt")])
-    assert exit_info.value.code == 2 and "checkpoint not found" in capsys.readouterr().err
+        run_main(coco, ["validate", "--run", str(tmp_path / "missing.ckpt")])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "--run: " in err and "neither a run directory nor a .ckpt" in err
     with pytest.raises(SystemExit):
         run_main(train.main, ["--data", str(tmp_path / "nope"), "--out", str(tmp_path / "run")])
     err = capsys.readouterr().err
@@ -385,7 +386,7 @@ def test_ddp_two_cpu_processes_evaluate_every_image_once(tmp_path: Path) -> None
     import subprocess
     import sys
 
-    from tasks.coco import eval as coco_eval
+    from tasks.coco.__main__ import main as coco
 
     repo = Path(__file__).resolve().parents[1]
     run = tmp_path / "run"
@@ -398,7 +399,7 @@ def test_ddp_two_cpu_processes_evaluate_every_image_once(tmp_path: Path) -> None
     assert result.returncode == 0, result.stderr[-3000:]
     trained = json.loads((run / "metrics.json").read_text())
     assert trained["num_eval_images"] == 5
-    single = coco_eval.main(["--checkpoint", str(run / "checkpoints" / "last.ckpt"), "--out", str(tmp_path / "eval"),
+    single = coco(["validate", "--run", str(run / "checkpoints" / "last.ckpt"), "--out", str(tmp_path / "eval"),
                              "--accelerator", "cpu", "--no-progress"])
     assert single["bbox"] == trained["bbox"] and single["segm"] == trained["segm"]
 

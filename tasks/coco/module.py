@@ -1,13 +1,14 @@
 """torchvision Mask R-CNN / Faster R-CNN on a `PyramidBackbone`, and the LightningModule that trains and evaluates it.
 
-The detector config is a plain dict (saved as the checkpoint's hyper-parameters, so `tasks.coco.eval` rebuilds
-the model from the checkpoint alone). Validation gathers COCO-format results from every process and runs
-COCOeval (`bbox`, and `segm` for Mask R-CNN) on rank 0.
+The detector config (`DetectorConfig`, saved as a plain dict in the checkpoint's hyper-parameters) lets the verbs
+that apply a run (`python -m tasks.coco validate / predict / export`) rebuild the model from the checkpoint alone. Validation gathers COCO-format results from every
+process and runs COCOeval (`bbox`, and `segm` for Mask R-CNN) on rank 0.
 """
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Literal, Sequence
 
 import lightning.pytorch as pl
 import torch
@@ -20,35 +21,51 @@ from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredic
 from torchvision.ops import MultiScaleRoIAlign
 
 from ..common.optim import adamw_without_1d_decay, cosine_with_warmup
+from ..common.options import setting
 from .backbone import build_backbone
 from .data import coco_evaluate, detections_to_coco
 
-__all__ = ["DEFAULT_DETECTOR", "DetectionModule", "build_detector"]
+__all__ = ["DEFAULT_DETECTOR", "DetectionModule", "DetectorConfig", "build_detector"]
 
-# torchvision's Mask R-CNN defaults (which follow the mmdet / Detectron 1x configs).
-DEFAULT_DETECTOR: dict[str, Any] = dict(
-    backbone="focalnet_tiny_srf",
-    backbone_overrides={},
-    backbone_checkpoint=None,
-    focal_window=9,
-    detector="maskrcnn",
-    fpn_channels=256,
-    min_size=[800],
-    max_size=1333,
-    anchor_sizes=[32, 64, 128, 256, 512],
-    rpn_pre_nms_train=2000,
-    rpn_post_nms_train=2000,
-    rpn_pre_nms_test=1000,
-    rpn_post_nms_test=1000,
-    box_batch_size=512,
-    box_head_dim=1024,
-    mask_head_dim=256,
-    mask_head_layers=4,
-    detections_per_img=100,
-    head_norm="none",
-    box_head_convs=0,
-    roi_canonical_scale=224,
-)
+@dataclass(frozen=True)
+class DetectorConfig:
+    """The detector's settings, declared once: each field is a flag of `fit` (`--fpn-channels`, ...), a key of the
+    presets and config.yaml, and a key of the checkpoint's `detector` hyper-parameters. Defaults: torchvision's Mask
+    R-CNN (which follow the mmdet / Detectron 1x configs) on FocalNet-T, the official recipe (presets/coco.yaml)."""
+
+    backbone: str = setting("focalnet_tiny_srf", "focalnet_* (focalmod), resnet50 (torchvision) or a timm name "
+                            "(swin_tiny_patch4_window7_224, convnext_tiny, ...)")
+    backbone_overrides: dict = setting({}, "backbone constructor override, YAML value (e.g. embed_dim=48, "
+                                       "depths=[2,2,6,2]); repeatable", flag="--backbone-arg")
+    backbone_checkpoint: str | None = setting(None, "initial backbone weights: an ImageNet FocalNet checkpoint "
+                                              "(official/timm/HF/safetensors; kernels resized when windows differ) "
+                                              "or an mmdet FocalNet detector checkpoint (its backbone.* and norm0..3)")
+    focal_window: int = setting(9, "FocalNet first-level kernel (detection configs: 9 -> 9, 11[, 13])")
+    detector: Literal["maskrcnn", "fasterrcnn"] = setting("maskrcnn", "torchvision detector")
+    fpn_channels: int = setting(256, "FPN width")
+    min_size: list[int] = setting([800], "short side; several values = multi-scale training (one picked per image), "
+                                  "the last is used for evaluation")
+    max_size: int = setting(1333, "long-side cap")
+    anchor_sizes: list[int] = setting([32, 64, 128, 256, 512], "anchor size per FPN level (5 values)")
+    rpn_pre_nms_train: int = setting(2000, "RPN proposals kept before NMS per level (training)")
+    rpn_post_nms_train: int = setting(2000, "RPN proposals kept after NMS (training)")
+    rpn_pre_nms_test: int = setting(1000, "RPN proposals kept before NMS per level (evaluation)")
+    rpn_post_nms_test: int = setting(1000, "RPN proposals kept after NMS (evaluation)")
+    box_batch_size: int = setting(512, "RoIs sampled per image for the box head")
+    box_head_dim: int = setting(1024, "width of the two-layer box head")
+    mask_head_dim: int = setting(256, "mask head conv width")
+    mask_head_layers: int = setting(4, "mask head conv layers")
+    detections_per_img: int = setting(100, "detections kept per image")
+    head_norm: Literal["none", "gn"] = setting("none", "GroupNorm in FPN, box and mask heads (needed to train from "
+                                               "scratch, He et al. 2019) or none (Mask R-CNN 1x with a pretrained "
+                                               "backbone)")
+    box_head_convs: int = setting(0, "3x3 convs before the box head's FC (torchvision v2 head); 0: the classic "
+                                  "two-FC head")
+    roi_canonical_scale: int = setting(224, "RoI size pooled from the stride-16 FPN level (FPN eq. 1: level = 4 + "
+                                       "log2(size / scale)); 224 for COCO-sized images, smaller for small images")
+
+
+DEFAULT_DETECTOR: dict[str, Any] = asdict(DetectorConfig())
 
 
 def group_norm(channels: int) -> nn.GroupNorm:
@@ -121,7 +138,7 @@ class DetectionModule(pl.LightningModule):
         category_ids / category_names: the dataset's categories in label order (label k <-> category_ids[k-1]).
         optim: lr, weight_decay, warmup_steps, schedule ('step' | 'cosine'), milestones (fractions of training
             for 'step', x0.1 each), epochs.
-        data: where the model was trained / evaluated (root, splits), recorded for `tasks.coco.eval`.
+        data: where the model was trained / evaluated (root, splits), recorded for the verbs that apply the run.
     """
 
     def __init__(

@@ -12,17 +12,19 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Sequence
 
 from torch.utils.data import DataLoader
 
-from ..common import Run, Score, Summary, Task, TaskError, bool_arg, parse_key_values, run_main, run_task
+from ..common import Run, Score, Summary, Task, TaskError, bool_arg, run_main, run_task
 from ..common.baseline import compare_with_baseline
 from ..common.callbacks import EpochPrinter
 from ..common.files import atomic_write
+from ..common.options import add_settings, from_args
 from .data import STAT_NAMES, CocoInstances, collate, resolve_split
-from .module import DetectionModule
+from .module import DetectionModule, DetectorConfig
 from .synthetic import Shapes
 
 # Why metrics.json's `baseline` is null for detection (issue #14 asks each task for a simple, well-known baseline).
@@ -41,36 +43,7 @@ def add_options(p: argparse.ArgumentParser) -> None:
     d.add_argument("--synthetic-val", type=int, default=80, help="synthetic: validation images")
     d.add_argument("--synthetic-size", type=int, default=128, help="synthetic: image side in pixels")
     d.add_argument("--flip", type=bool_arg, help="random horizontal flip for training (true/false)")
-    m = p.add_argument_group("model")
-    m.add_argument("--backbone", help="focalnet_* (focalmod), resnet50 (torchvision) or a timm name "
-                   "(swin_tiny_patch4_window7_224, convnext_tiny, ...)")
-    m.add_argument("--backbone-arg", action="append", metavar="KEY=VALUE",
-                   help="backbone constructor override, YAML value (e.g. embed_dim=48, depths=[2,2,6,2]); repeatable")
-    m.add_argument("--backbone-checkpoint", type=Path, help="initial backbone weights: an ImageNet FocalNet "
-                   "checkpoint (official/timm/HF/safetensors; kernels resized when windows differ) or an mmdet "
-                   "FocalNet detector checkpoint (its backbone.* and norm0..3)")
-    m.add_argument("--focal-window", type=int, help="FocalNet first-level kernel (detection configs: 9 -> 9, 11[, 13])")
-    m.add_argument("--detector", choices=("maskrcnn", "fasterrcnn"), help="torchvision detector")
-    m.add_argument("--fpn-channels", type=int, help="FPN width")
-    m.add_argument("--min-size", type=int, nargs="+", help="short side; several values = multi-scale training "
-                   "(one picked per image), the last is used for evaluation")
-    m.add_argument("--max-size", type=int, help="long-side cap")
-    m.add_argument("--anchor-sizes", type=int, nargs="+", help="anchor size per FPN level (5 values)")
-    m.add_argument("--rpn-pre-nms-train", type=int, help="RPN proposals kept before NMS per level (training)")
-    m.add_argument("--rpn-post-nms-train", type=int, help="RPN proposals kept after NMS (training)")
-    m.add_argument("--rpn-pre-nms-test", type=int, help="RPN proposals kept before NMS per level (evaluation)")
-    m.add_argument("--rpn-post-nms-test", type=int, help="RPN proposals kept after NMS (evaluation)")
-    m.add_argument("--box-batch-size", type=int, help="RoIs sampled per image for the box head")
-    m.add_argument("--box-head-dim", type=int, help="width of the two-layer box head")
-    m.add_argument("--mask-head-dim", type=int, help="mask head conv width")
-    m.add_argument("--mask-head-layers", type=int, help="mask head conv layers")
-    m.add_argument("--detections-per-img", type=int, help="detections kept per image")
-    m.add_argument("--head-norm", choices=("none", "gn"), help="GroupNorm in FPN, box and mask heads (needed to "
-                   "train from scratch, He et al. 2019) or none (Mask R-CNN 1x with a pretrained backbone)")
-    m.add_argument("--roi-canonical-scale", type=int, help="RoI size pooled from the stride-16 FPN level (FPN "
-                   "eq. 1: level = 4 + log2(size / scale)); 224 for COCO-sized images, smaller for small images")
-    m.add_argument("--box-head-convs", type=int, help="3x3 convs before the box head's FC (torchvision v2 head); "
-                   "0: the classic two-FC head")
+    add_settings(p.add_argument_group("model"), DetectorConfig)
     o = p.add_argument_group("optimisation")
     o.add_argument("--epochs", type=int, help="training epochs")
     o.add_argument("--batch-size", type=int, help="images per device per step")
@@ -101,32 +74,6 @@ def data_root(run: Run) -> Path:
     run.on_rank_zero_first(lambda: shapes.write(root), ready=lambda: shapes.written(root),
                            what=f"the synthetic set in {root}")
     return root
-
-
-def detector_config(args: argparse.Namespace) -> dict[str, Any]:
-    return dict(
-        backbone=args.backbone,
-        backbone_overrides=parse_key_values(args.backbone_arg, "--backbone-arg"),
-        backbone_checkpoint=str(args.backbone_checkpoint) if args.backbone_checkpoint else None,
-        focal_window=args.focal_window,
-        detector=args.detector,
-        fpn_channels=args.fpn_channels,
-        min_size=list(args.min_size),
-        max_size=args.max_size,
-        anchor_sizes=list(args.anchor_sizes),
-        rpn_pre_nms_train=args.rpn_pre_nms_train,
-        rpn_post_nms_train=args.rpn_post_nms_train,
-        rpn_pre_nms_test=args.rpn_pre_nms_test,
-        rpn_post_nms_test=args.rpn_post_nms_test,
-        box_batch_size=args.box_batch_size,
-        box_head_dim=args.box_head_dim,
-        mask_head_dim=args.mask_head_dim,
-        mask_head_layers=args.mask_head_layers,
-        detections_per_img=args.detections_per_img,
-        head_norm=args.head_norm,
-        box_head_convs=args.box_head_convs,
-        roi_canonical_scale=args.roi_canonical_scale,
-    )
 
 
 def make_loader(dataset: CocoInstances, args: argparse.Namespace, shuffle: bool) -> DataLoader:
@@ -163,7 +110,8 @@ def train(run: Run) -> Summary | None:
     optim = dict(lr=args.lr, weight_decay=args.weight_decay, warmup_steps=args.warmup_steps, schedule=args.schedule,
                  milestones=list(args.milestones), epochs=args.epochs)
     data = dict(root=str(root), train_split=train_split, val_split=val_split)
-    module = DetectionModule(detector_config(args), train_set.category_ids, train_set.category_names, optim, data)
+    detector = asdict(from_args(DetectorConfig, args))
+    module = DetectionModule(detector, train_set.category_ids, train_set.category_names, optim, data)
     module.coco_gt = val_set.coco
     params_m = sum(p.numel() for p in module.model.parameters()) / 1e6
     backbone_m = sum(p.numel() for p in module.model.backbone.body.parameters()) / 1e6
