@@ -11,7 +11,8 @@ pytest.importorskip("monai")
 nib = pytest.importorskip("nibabel")
 
 from tasks.common.cli import TaskError  # noqa: E402
-from tasks.medical import predict, train  # noqa: E402
+from tasks.medical import __main__ as medical  # noqa: E402
+from tasks.medical import train  # noqa: E402
 from tasks.medical.data import DataConfig, build_transforms, check_case, read_decathlon  # noqa: E402
 from tasks.medical.synthetic import intensity_threshold_dice, write_synthetic_decathlon  # noqa: E402
 
@@ -185,9 +186,9 @@ def test_end_to_end_2d(tmp_path: Path):
     np.testing.assert_allclose(pred.affine, image.affine)
     assert set(np.unique(np.asarray(pred.dataobj))) <= {0, 1, 2}
     assert saved["dice_original_space"] == pytest.approx(saved["dice"], abs=0.02)
-    # Prediction CLI on the dataset's test list, from the run directory alone.
-    predict.main(["--run", str(run)])
-    written = sorted((run / "predictions_test").glob("*_seg.nii.gz"))
+    # The predict verb on the dataset's test list, from the run directory alone.
+    medical.main(["predict", "--run", str(run), "--out", str(tmp_path / "predict"), "--threads", "1"])
+    written = sorted((tmp_path / "predict" / "predictions").glob("*_seg.nii.gz"))
     assert [p.name for p in written] == ["synth_004_seg.nii.gz", "synth_005_seg.nii.gz"]
     test_image = nib.load(run / "data" / "imagesTs" / "synth_004.nii.gz")
     assert nib.load(written[0]).shape == test_image.shape
