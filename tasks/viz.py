@@ -1,17 +1,16 @@
-"""CLI: draw the gate maps and modulator magnitude of a FocalNet over an image or a spectrogram.
+"""Draw the gate maps and modulator magnitude of a FocalNet over an image or a spectrogram.
 
-    python -m tasks.viz --model focalnet_tiny_srf --checkpoint ckpt.pth --image img.png --out fig.png
+    python -m tasks.viz --model focalnet_tiny_srf --checkpoint ckpt.pth --image img.png --figure fig.png
     python -m tasks.viz --model focalnet_tiny_srf --image spec.npy --spectrogram     # (F, T) array
     python -m tasks.viz                                                              # built-in test image
 
-Writes the figure plus `config.yaml` and `metrics.json` (top-5 classes, per-block map statistics) to the run
-directory (`runs/viz/<timestamp>` unless `--run-dir`); the figure goes to `--out` if given, else into the run dir.
-Needs the `viz` pieces of focalmod (matplotlib), not Lightning: `tasks.common` loads the Trainer only on use.
+Runs on the shared lifecycle: writes the figure plus `config.yaml` and `metrics.json` (shared schema: the top-1
+class probability; top-5 classes and per-block map statistics beside it) to the run directory (`runs/viz/<timestamp>`
+unless `--out`); the figure goes to `--figure` if given, else into the run directory.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from pathlib import Path
 from typing import Any, Sequence
@@ -21,34 +20,37 @@ import torch
 import torch.nn.functional as F
 
 from focalmod.viz import BlockMaps, modulation_maps, plot_modulation_maps, quantile_mask
-from tasks.common import TaskError, make_run_dir, run_main, save_config, write_metrics
+from tasks.common import Run, Score, Summary, Task, TaskError, parse_key_values, run_main, run_task
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m tasks.viz", description=__doc__.split("\n\n")[0])
+def add_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="focalnet_tiny_srf", help="registered name (focalmod.list_models()), 1D or 2D")
     p.add_argument("--checkpoint", type=Path, default=None, help="weights in any format focalmod.load_checkpoint reads")
     p.add_argument("--num-classes", type=int, default=None, help="classifier size of the checkpoint (default: model's)")
-    p.add_argument(
-        "--model-kwargs", default=None, help='JSON of constructor overrides, e.g. \'{"depths": [1, 1, 1, 1]}\''
-    )
-    p.add_argument(
-        "--image",
-        type=Path,
-        default=None,
-        help="PNG/JPEG image, or .npy (F, T) spectrogram; default: a built-in synthetic test image",
-    )
+    p.add_argument("--model-arg", action="append", metavar="KEY=VALUE",
+                   help="constructor override, repeatable (YAML values), e.g. depths=[1,1,1,1]")
+    p.add_argument("--image", type=Path, default=None,
+                   help="PNG/JPEG image, or .npy (F, T) spectrogram; default: a built-in synthetic test image")
     p.add_argument("--spectrogram", action="store_true", help="treat the input as a spectrogram (.npy implies it)")
     p.add_argument("--size", type=int, default=224, help="input side the image (or spectrogram) is resized to")
-    p.add_argument(
-        "--stage", type=int, action="append", default=None, help="stage to draw (repeatable, -1 = last; default: all)"
-    )
+    p.add_argument("--stage", type=int, action="append", default=None,
+                   help="stage to draw (repeatable, -1 = last; default: all)")
     p.add_argument("--all-blocks", action="store_true", help="draw every block of the chosen stages, not only the last")
     p.add_argument("--no-gates", action="store_true", help="draw only the modulator magnitude, not the gate maps")
     p.add_argument("--quantile", type=float, default=0.9, help="mask quantile reported in metrics.json (AMT method)")
-    p.add_argument("--out", type=Path, default=None, help="figure path (.png); default: <run dir>/modulation_maps.png")
-    p.add_argument("--run-dir", type=Path, default=None, help="run directory (default: runs/viz/<timestamp>)")
-    return p
+    p.add_argument("--figure", type=Path, default=None,
+                   help="figure path (.png); default: <run dir>/modulation_maps.png")
+
+
+def check(args: argparse.Namespace) -> None:
+    if args.size < 1:
+        raise TaskError(f"--size must be a positive int, got {args.size}")
+    if not 0.0 <= args.quantile <= 1.0:
+        raise TaskError(f"--quantile must be in [0, 1], got {args.quantile}")
+    if args.figure is not None and args.figure.suffix.lower() != ".png":
+        raise TaskError(f"--figure: the figure is written as PNG; give a .png path, got {args.figure}")
+    parse_key_values(args.model_arg, "--model-arg")
+    read_input(args.image, args.size)  # one clear error before the run directory is made
 
 
 def synthetic_image(size: int) -> torch.Tensor:
@@ -109,14 +111,7 @@ def prepare(picture: torch.Tensor, spectrogram: bool, model: torch.nn.Module, si
 def build_model(args: argparse.Namespace) -> torch.nn.Module:
     import focalmod
 
-    overrides: dict[str, Any] = {}
-    if args.model_kwargs:
-        try:
-            overrides = json.loads(args.model_kwargs)
-        except json.JSONDecodeError as err:
-            raise TaskError(f"--model-kwargs: not valid JSON: {err}") from None
-        if not isinstance(overrides, dict):
-            raise TaskError("--model-kwargs: expected a JSON object of constructor arguments")
+    overrides = parse_key_values(args.model_arg, "--model-arg")
     try:
         model = focalmod.create_model(args.model, num_classes=args.num_classes, **overrides)
     except (ValueError, TypeError) as err:
@@ -155,19 +150,11 @@ def summarise(maps: list[BlockMaps], logits: torch.Tensor, quantile: float) -> d
     return {"top5": [{"class": int(i), "prob": float(p)} for p, i in zip(top.values, top.indices)], "blocks": blocks}
 
 
-def main(argv: Sequence[str] | None = None) -> Path:
-    args = build_parser().parse_args(argv)
-    if args.size < 1:
-        raise TaskError(f"--size must be a positive int, got {args.size}")
-    if not 0.0 <= args.quantile <= 1.0:
-        raise TaskError(f"--quantile must be in [0, 1], got {args.quantile}")
-    if args.out is not None and args.out.suffix.lower() != ".png":
-        raise TaskError(f"--out: the figure is written as PNG; give a .png path, got {args.out}")
+def draw(run: Run) -> Summary:
+    args = run.args
     picture, is_spec = read_input(args.image, args.size)
     spectrogram = args.spectrogram or is_spec
-    run_dir = make_run_dir("viz", args.run_dir)
-    save_config(run_dir, vars(args))
-    print(f"building {args.model}" + (f" from {args.checkpoint}" if args.checkpoint else " (random weights)"))
+    run.say(f"building {args.model}" + (f" from {args.checkpoint}" if args.checkpoint else " (random weights)"))
     model = build_model(args)
     x = prepare(picture, spectrogram, model, args.size)
     try:
@@ -178,19 +165,27 @@ def main(argv: Sequence[str] | None = None) -> Path:
     display = x[0] if model.spatial_dims == 1 else F.interpolate(picture[None], size=x.shape[2:], mode="bilinear")[0]
     best = metrics["top5"][0]
     title = f"{args.model}: top-1 class {best['class']} (p={best['prob']:.2f})"
-    out = args.out if args.out is not None else run_dir / "modulation_maps.png"
-    plot_modulation_maps(
-        display[None], maps, out, spectrogram=spectrogram, title=title, show_gates=not args.no_gates
-    )
-    write_metrics(run_dir, {**metrics, "figure": str(out), "model": args.model})
+    out = args.figure if args.figure is not None else run.dir / "modulation_maps.png"
+    plot_modulation_maps(display[None], maps, out, spectrogram=spectrogram, title=title, show_gates=not args.no_gates)
     for block in metrics["blocks"]:
         print(
             f"stage {block['stage']} block {block['block']}: map {block['map_size']}, "
             f"|modulator| mean {block['magnitude_mean']:.3f} max {block['magnitude_max']:.3f}"
             + ("" if math.isfinite(block["magnitude_mean"]) else " (non-finite!)")
         )
-    print(f"top-1 class {best['class']} (p={best['prob']:.3f}); figure: {out}; run dir: {run_dir}")
-    return out
+    print(f"top-1 class {best['class']} (p={best['prob']:.3f}); figure: {out}; run dir: {run.dir}")
+    return Summary(Score("top1_probability", best["prob"]), data=str(args.image or "built-in test image"),
+                   split="viz", params_m=sum(p.numel() for p in model.parameters()) / 1e6,
+                   extras={**metrics, "figure": str(out), "model": args.model})
+
+
+TASK = Task(name="viz", module="tasks.viz", doc=__doc__, add_options=add_options, run=draw, resolve=check,
+            trainer=False)
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Draw; returns the content of metrics.json. `argv` None: the command line."""
+    return run_task(TASK, argv)
 
 
 if __name__ == "__main__":

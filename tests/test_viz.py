@@ -11,11 +11,11 @@ from PIL import Image
 import focalmod
 from focalmod import FocalModulation2d
 from focalmod.viz import modulation_maps, plot_modulation_maps, quantile_mask
-from tasks.common import run_main
+from tasks.common import read_metrics, run_main
 from tasks.viz import main as viz_main
 
 SMALL = dict(embed_dim=16, depths=(1, 1, 2, 1), num_classes=5)
-SMALL_JSON = json.dumps({"embed_dim": 16, "depths": [1, 1, 2, 1]})
+SMALL_ARGS = ["--model-arg", "embed_dim=16", "--model-arg", "depths=[1,1,2,1]"]
 
 
 def _no_hooks(model: torch.nn.Module) -> bool:
@@ -105,13 +105,15 @@ def test_cli_writes_figure_and_metrics(tmp_path, capsys):
     image = tmp_path / "img.png"
     Image.fromarray((np.random.rand(40, 50, 3) * 255).astype(np.uint8)).save(image)
     out = tmp_path / "fig.png"
-    args = ["--image", str(image), "--size", "64", "--model-kwargs", SMALL_JSON, "--num-classes", "7"]
-    viz_main([*args, "--out", str(out), "--run-dir", str(tmp_path / "run"), "--stage", "-1"])
+    args = ["--image", str(image), "--size", "64", *SMALL_ARGS, "--num-classes", "7"]
+    viz_main([*args, "--figure", str(out), "--out", str(tmp_path / "run"), "--stage", "-1"])
     assert out.stat().st_size > 2000
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert [b["stage"] for b in metrics["blocks"]] == [3]
     assert metrics["blocks"][0]["map_size"] == [2, 2] and len(metrics["top5"]) == 5
     assert (tmp_path / "run" / "config.yaml").is_file()
+    read_metrics(tmp_path / "run" / "metrics.json")  # the shared schema
+    assert metrics["metric"] == {"name": "top1_probability", "value": metrics["top5"][0]["prob"]}
     assert "top-1 class" in capsys.readouterr().out
 
 
@@ -125,7 +127,7 @@ def test_cli_writes_figure_and_metrics(tmp_path, capsys):
 def test_cli_bad_image_is_one_clear_error(tmp_path, capsys, make, message):
     path = make(tmp_path)
     with pytest.raises(SystemExit) as exit_info:
-        run_main(viz_main, ["--image", str(path), "--run-dir", str(tmp_path / "run")])
+        run_main(viz_main, ["--image", str(path), "--out", str(tmp_path / "run")])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err

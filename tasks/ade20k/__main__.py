@@ -7,20 +7,13 @@
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
-
 from ..common import run_main
-from ..common.verbs import run_verbs, verb_task
+from ..common.verbs import TaskCommand
 from . import export, predict, train, validate
 
-VERBS = {"fit": verb_task(train.TASK, "tasks.ade20k", "fit"), "validate": validate.TASK, "predict": predict.TASK,
-         "export": export.TASK}
-
-
-def main(argv: Sequence[str] | None = None) -> Any:
-    """Run a verb; returns the content of its metrics.json. `argv` None: the command line."""
-    return run_verbs("tasks.ade20k", __doc__, VERBS, argv)
-
+COMMAND = TaskCommand.of("tasks.ade20k", __doc__, fit=train.TASK, validate=validate.TASK, predict=predict.TASK,
+                         export=export.TASK)
+main = COMMAND.main
 
 if __name__ == "__main__":
     run_main(main)

@@ -12,20 +12,13 @@ trained fold).
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
-
 from ..common import run_main
-from ..common.verbs import run_verbs, verb_task
+from ..common.verbs import TaskCommand
 from . import esc50, export, predict, validate
 
-VERBS = {"fit": verb_task(esc50.TASK, "tasks.audio", "fit"), "validate": validate.TASK,
-         "predict": predict.TASK, "export": export.TASK}
-
-
-def main(argv: Sequence[str] | None = None) -> Any:
-    """Run a verb; returns the content of its metrics.json. `argv` None: the command line."""
-    return run_verbs("tasks.audio", __doc__, VERBS, argv)
-
+COMMAND = TaskCommand.of("tasks.audio", __doc__, fit=esc50.TASK, validate=validate.TASK, predict=predict.TASK,
+                         export=export.TASK)
+main = COMMAND.main
 
 if __name__ == "__main__":
     run_main(main)

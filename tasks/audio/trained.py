@@ -18,14 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from torch import nn
 
 from focalmod.models import get_spec
 
 from ..common import TaskError
 from ..common.metrics import read_metrics
-from ..common.trained import CHECKPOINT_ORDER, TrainedRun
+from ..common.trained import CHECKPOINT_ORDER, TrainedRun, read_options
 from .data import load_waveform, read_esc50
 from .features import FeatureConfig, FeatureExtractor
 from .models import _hornet_overrides, default_variant, pretrained_name
@@ -182,15 +181,8 @@ class SoundClassifier:
 
 
 def _read_config(run_dir: Path, option: str) -> dict[str, Any]:
-    config = run_dir / "config.yaml"
-    if not config.is_file():
-        raise TaskError(f"{option}: no config.yaml in {run_dir} (expected the run directory of `python -m tasks.audio "
-                        "fit`)")
-    try:
-        options = yaml.safe_load(config.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise TaskError(f"{option}: {config} is not valid YAML: {err}") from None
-    if not isinstance(options, dict) or not {"features", "n_mels", "ensemble", "protocol"} <= set(options):
+    options = read_options(run_dir, option)
+    if not {"features", "n_mels", "ensemble", "protocol"} <= set(options):
         raise TaskError(f"{option}: {run_dir} is not a run of `python -m tasks.audio fit` (its config.yaml has no "
                         "features / ensemble / protocol)")
     return options

@@ -1,8 +1,9 @@
 """torchvision Mask R-CNN / Faster R-CNN on a `PyramidBackbone`, and the LightningModule that trains and evaluates it.
 
 The detector config (`DetectorConfig`, saved as a plain dict in the checkpoint's hyper-parameters) lets the verbs
-that apply a run (`python -m tasks.coco validate / predict / export`) rebuild the model from the checkpoint alone. Validation gathers COCO-format results from every
-process and runs COCOeval (`bbox`, and `segm` for Mask R-CNN) on rank 0.
+that apply a run (`python -m tasks.coco validate / predict / export`) rebuild the model from the checkpoint alone.
+Validation gathers COCO-format results from every process and runs COCOeval (`bbox`, and `segm` for Mask R-CNN) on
+rank 0.
 """
 from __future__ import annotations
 

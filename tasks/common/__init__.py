@@ -1,8 +1,8 @@
 """What every task shares: the run lifecycle (`Task`, `run_task`, `Run`, `Summary`), options and errors, run
 directories, metrics.json, atomic files and tables, and the Lightning Trainer.
 
-Importing this package does not import Lightning (the Trainer pieces load on first use), so Lightning-free CLIs
-such as `python -m tasks.viz` can use the run-directory and error helpers without the training extra.
+Importing this package does not import Lightning (the Trainer pieces load on first use); running a command through
+the lifecycle (`run_task`) does (its seeding).
 """
 from typing import Any
 

@@ -101,10 +101,10 @@ def apply_threads(args: argparse.Namespace) -> None:
         torch.set_num_threads(threads)
 
 
-def read_config_file(path: Path, known: Iterable[str], option: str = "--config") -> dict[str, Any]:
+def read_config_file(path: Path, known: Iterable[str] | None, option: str = "--config") -> dict[str, Any]:
     """The option values in the YAML file `path` (keys as in `--batch-size` or `batch_size`, returned as
     `batch_size`); one `TaskError` naming `option` and the file when it is missing, not YAML, not a mapping or
-    sets options outside `known`."""
+    sets options outside `known` (None: any)."""
     path = Path(path)
     if not path.is_file():
         raise TaskError(f"{option}: file not found: {path}")
@@ -115,7 +115,7 @@ def read_config_file(path: Path, known: Iterable[str], option: str = "--config")
     if not isinstance(values, dict):
         raise TaskError(f"{option}: {path} must hold a mapping of option: value")
     values = {str(k).replace("-", "_"): v for k, v in values.items()}
-    unknown = sorted(set(values) - set(known))
+    unknown = sorted(set(values) - set(known)) if known is not None else []
     if unknown:
         raise TaskError(f"{option}: unknown option(s) in {path}: {', '.join(unknown)}")
     return values

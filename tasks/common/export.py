@@ -14,7 +14,6 @@ from .cli import TaskError
 from .files import atomic_write
 
 ONNX_TOLERANCE = 1e-4  # max abs difference between onnxruntime and eager outputs on the task's own inputs
-LEGACY_OPSET = 17
 
 
 def onnxruntime_outputs(path: Path, inputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
@@ -28,13 +27,11 @@ def onnxruntime_outputs(path: Path, inputs: Sequence[torch.Tensor]) -> list[torc
 
 def export_onnx(model: torch.nn.Module, example: Sequence[torch.Tensor], path: Path,
                 input_names: Sequence[str] = ("input",), output_names: Sequence[str] = ("output",),
-                dynamic_batch: bool = True, legacy_dynamic_axes: dict[str, Any] | None = None) -> dict[str, Any]:
+                dynamic_batch: bool = True) -> dict[str, Any]:
     """`model` (eval mode) written to `path` by `torch.onnx.export(dynamo=True)` (dynamic batch unless
     `dynamic_batch` is False), then run in onnxruntime on `example`: returns `{"file", "max_abs_diff", "opset",
-    "exporter"}`. A difference above `ONNX_TOLERANCE` is a `TaskError` (the file is kept as `<name>.rejected.onnx`).
-
-    `legacy_dynamic_axes` (`{name: [axes]}`) selects the TorchScript-based exporter instead, for graphs
-    `torch.export` cannot trace (torchvision's detection heads branch on data: `batched_nms` on the box count)."""
+    "exporter"}`. A difference above `ONNX_TOLERANCE`, or outputs of other shapes, is a `TaskError` (the file is
+    kept as `<name>.rejected.onnx`)."""
     try:
         import onnxruntime  # noqa: F401
         import onnxscript  # noqa: F401
@@ -48,16 +45,10 @@ def export_onnx(model: torch.nn.Module, example: Sequence[torch.Tensor], path: P
     names = dict(input_names=list(input_names), output_names=list(output_names))
     with torch.no_grad(), contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        if legacy_dynamic_axes is not None:
-            exporter, opset = "torchscript", LEGACY_OPSET
-            torch.onnx.export(model, tuple(example), str(tmp), dynamo=False, opset_version=opset,
-                              dynamic_axes=legacy_dynamic_axes, **names)
-        else:
-            batch = torch.export.Dim("batch", min=1, max=1024)
-            shapes = tuple({0: batch} for _ in example) if dynamic_batch else None
-            program = torch.onnx.export(model, tuple(example), dynamo=True, dynamic_shapes=shapes, **names)
-            program.save(str(tmp))
-            exporter, opset = "dynamo", program.model.opset_imports.get("")
+        batch = torch.export.Dim("batch", min=1, max=1024)
+        shapes = tuple({0: batch} for _ in example) if dynamic_batch else None
+        program = torch.onnx.export(model, tuple(example), dynamo=True, dynamic_shapes=shapes, **names)
+        program.save(str(tmp))
         expected = model(*example)
     expected = list(expected) if isinstance(expected, (list, tuple)) else [expected]
     got = onnxruntime_outputs(tmp, example)
@@ -69,7 +60,8 @@ def export_onnx(model: torch.nn.Module, example: Sequence[torch.Tensor], path: P
         raise TaskError(f"ONNX export: onnxruntime differs from the eager model by {diff:.2e} (> {ONNX_TOLERANCE}; "
                         f"inf: other output shapes); the file is kept as {path.with_suffix('.rejected.onnx')}")
     tmp.replace(path)
-    return {"file": str(path), "max_abs_diff": diff, "opset": opset, "exporter": exporter}
+    return {"file": str(path), "max_abs_diff": diff, "opset": program.model.opset_imports.get(""),
+            "exporter": "dynamo"}
 
 
 def model_card(title: str, metrics: Mapping[str, Any] | None, usage: str, extra: Sequence[str] = ()) -> str:

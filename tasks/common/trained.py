@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 import yaml
 
-from .cli import TaskError
+from .cli import TaskError, read_config_file
 from .metrics import read_metrics
 
 CHECKPOINT_ORDER = ("best", "last")  # the run's best validation checkpoint, else its last
@@ -47,14 +47,7 @@ class TrainedRun:
                                 "directory of a training command)")
         else:
             raise TaskError(f"{option}: {path} is neither a run directory nor a .ckpt file")
-        config = run_dir / "config.yaml"
-        if not config.is_file():
-            raise TaskError(f"{option}: no config.yaml in {run_dir} (expected the run directory of a training "
-                            "command)")
-        try:
-            options = yaml.safe_load(config.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise TaskError(f"{option}: {config} is not valid YAML: {err}") from None
+        options = read_options(run_dir, option)
         state = AtomicCheckpointIO().load_checkpoint(checkpoint)
         if not isinstance(state.get("hyper_parameters"), dict) or "state_dict" not in state:
             raise TaskError(f"{option}: {checkpoint} is not a checkpoint of a training command (no "
@@ -73,6 +66,14 @@ class TrainedRun:
 
     def option(self, name: str, default: Any = None) -> Any:
         return self.options.get(name, default)
+
+
+def read_options(run_dir: Path, option: str = "--run") -> dict[str, Any]:
+    """A run's resolved options (its config.yaml); one `TaskError` naming `option` when it is missing or bad."""
+    config = Path(run_dir) / "config.yaml"
+    if not config.is_file():
+        raise TaskError(f"{option}: no config.yaml in {run_dir} (expected the run directory of a training command)")
+    return read_config_file(config, None, option)
 
 
 def newest_run(runs: Path, accept: Callable[[dict[str, Any]], bool], what: str, hint: str) -> Path:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import glob
 import sys
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -22,6 +22,24 @@ from .cli import TaskError
 from .lifecycle import Task, run_task
 
 VERB_ORDER = ("fit", "validate", "predict", "export")
+
+
+@dataclass(frozen=True)
+class TaskCommand:
+    """`python -m <package> VERB ...` for one task: `fit` is its training `Task` (shown as `python -m <package> fit`
+    in help and resume commands), the other verbs their own `Task`s. `main(argv)` runs the verb `argv` names."""
+
+    package: str
+    doc: str
+    verbs: dict[str, Task]
+
+    @classmethod
+    def of(cls, package: str, doc: str, fit: Task, **verbs: Task) -> TaskCommand:
+        return cls(package, doc, {"fit": verb_task(fit, package, "fit"), **verbs})
+
+    def main(self, argv: Sequence[str] | None = None) -> Any:
+        """Run a verb; returns the content of its metrics.json. `argv` None: the command line."""
+        return run_verbs(self.package, self.doc, self.verbs, argv)
 
 
 def verb_task(task: Task, package: str, verb: str) -> Task:
