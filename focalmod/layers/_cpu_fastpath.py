@@ -15,7 +15,9 @@ The ops are private (`torch.ops.mkldnn._linear_pointwise`, `_convolution_pointwi
 two `torch.library` custom ops (`focalmod::dnnl_linear`, `focalmod::dnnl_same_conv_gelu`, with fake implementations),
 so `torch.compile` keeps them as extern kernels; `tests/test_layers_speedpath.py` pins their schemas (it fails loudly
 when torch changes them), runs `torch.library.opcheck` on the custom ops and checks the fast modules against the
-plain ones. Forward hooks on `h`, `proj` and `mlp.fc1/fc2` do not fire in the fast modules
+plain ones. Under `torch.autocast` (for the device of the input) the fast modules run the plain modules' ops, so
+autocast's per-op dtype policy applies as on the plain path (`_plain_under_autocast`; issue #30). Forward hooks on
+`h`, `proj` and `mlp.fc1/fc2` do not fire in the fast modules
 (those Linears are called through oneDNN directly); hooks on `gates_tap` / `modulator_tap` do. Measured gain
 (focalnet_tiny_srf, batch 8 at 224, 1 thread, `python -m benchmarks.cpu_fastpath`, 2026-11-21, before this switch
 moved to construction time): inference 1.19x, training step 1.07x.
@@ -29,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
+from ._nd import _autocast
 from .focal_modulation import FocalModulation
 from .focalnet_block import FocalNetBlock
 
@@ -115,6 +118,22 @@ def _dwconv_gelu(x: torch.Tensor, conv: nn.Module) -> torch.Tensor:
     return out.squeeze(2) if one_d else out
 
 
+def _plain_under_autocast(x: torch.Tensor) -> bool:
+    """Whether autocast is on for `x`'s device, in which case a fast module runs the plain module's ops instead.
+
+    The fused ops are fp32 oneDNN calls with no autocast rule: under autocast they would get bf16/fp16 activations
+    (from the autocast ops before them) with fp32 weights, and oneDNN raises ("could not create a primitive
+    descriptor for the inner product forward propagation primitive"), or, where the activation is still fp32, they
+    silently compute in fp32 where the plain model computes in the autocast dtype. The plain ops follow autocast's
+    per-op policy on every device and ISA (oneDNN's low-precision kernels need AVX512-BF16/AMX). Autocast is
+    thread-local state of the call, not of the model, so `optimize` cannot choose once: one thread-local read at
+    the top of each overridden method (five per block) is the whole cost on the fp32 path (no walk over submodules,
+    no casts), and `torch.compile` guards on the autocast state, so a compiled model traces each branch once.
+    Autocast for another device (``torch.autocast("cuda")`` around a CPU model) leaves CPU ops alone: fused path.
+    """
+    return _autocast(x)
+
+
 class _FastPath:
     """What the two fast modules share: the mode chosen by `use_cpu_fast_path` and the linear it implies."""
 
@@ -142,6 +161,8 @@ class FastFocalModulation(_FastPath, FocalModulation):
         return super().forward_channels_last(x)
 
     def _project_in(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if _plain_under_autocast(x):
+            return super()._project_in(x)
         c, w, b = self.dim, self.f.weight, self.f.bias
         rows = [(w[i:j], None if b is None else b[i:j]) for i, j in ((0, c), (c, 2 * c), (2 * c, w.shape[0]))]
         if self.fast_autograd:
@@ -152,6 +173,8 @@ class FastFocalModulation(_FastPath, FocalModulation):
         return q, ctx, F.linear(x, *rows[2])
 
     def _aggregate(self, ctx: torch.Tensor, gates: torch.Tensor) -> torch.Tensor:
+        if _plain_under_autocast(ctx):
+            return super()._aggregate(ctx, gates)
         ctx_all = ctx
         for level, focal_layer in enumerate(self.focal_layers):
             if not self.fast_autograd:
@@ -164,10 +187,10 @@ class FastFocalModulation(_FastPath, FocalModulation):
         return self._add_global(ctx_all, ctx, gates)
 
     def _h(self, x: torch.Tensor) -> torch.Tensor:
-        return self._fast_linear(x, self.h)
+        return super()._h(x) if _plain_under_autocast(x) else self._fast_linear(x, self.h)
 
     def _proj(self, x: torch.Tensor) -> torch.Tensor:
-        return self._fast_linear(x, self.proj)
+        return super()._proj(x) if _plain_under_autocast(x) else self._fast_linear(x, self.proj)
 
 
 class FastFocalNetBlock(_FastPath, FocalNetBlock):
@@ -176,6 +199,8 @@ class FastFocalNetBlock(_FastPath, FocalNetBlock):
     def _mlp(self, x: torch.Tensor) -> torch.Tensor:
         mlp = self.mlp
         self._refuse_autograd(x, mlp.fc1.weight)
+        if _plain_under_autocast(x):
+            return super()._mlp(x)
         if not self.fast_autograd and not self.training:
             hidden = dnnl_linear(x, mlp.fc1.weight, mlp.fc1.bias, "gelu")
         else:
