@@ -21,13 +21,14 @@ import torch.nn.functional as F
 
 from focalmod.viz import BlockMaps, modulation_maps, plot_modulation_maps, quantile_mask
 from tasks.common import Run, Score, Summary, Task, TaskError, parse_key_values, run_main, run_task
+from tasks.common.cli import KeyValues
 
 
 def add_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="focalnet_tiny_srf", help="registered name (focalmod.list_models()), 1D or 2D")
     p.add_argument("--checkpoint", type=Path, default=None, help="weights in any format focalmod.load_checkpoint reads")
     p.add_argument("--num-classes", type=int, default=None, help="classifier size of the checkpoint (default: model's)")
-    p.add_argument("--model-arg", action="append", metavar="KEY=VALUE",
+    p.add_argument("--model-arg", action=KeyValues,
                    help="constructor override, repeatable (YAML values), e.g. depths=[1,1,1,1]")
     p.add_argument("--image", type=Path, default=None,
                    help="PNG/JPEG image, or .npy (F, T) spectrogram; default: a built-in synthetic test image")

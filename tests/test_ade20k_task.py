@@ -168,7 +168,7 @@ def test_official_recipe_preset():
 
     r = argparse.Namespace(**Presets.load(TASK.presets).resolve("ade20k", {}))
     assert (r.model, r.model_arg, r.lr, r.weight_decay, r.warmup_iters, r.max_iters, r.batch_size) == (
-        "upernet_focalnet_tiny_srf", [], 6e-5, 0.01, 1500, 160_000, 16)
+        "upernet_focalnet_tiny_srf", {}, 6e-5, 0.01, 1500, 160_000, 16)
     assert (r.crop_size, tuple(r.img_scale), tuple(r.ratio_range), r.cat_max_ratio, r.photometric, r.test_mode) == (
         512, (2048, 512), (0.5, 2.0), 0.75, True, "whole")
     args = resolve_options(TASK, ["--data", "ADEChallengeData2016"])[0]

@@ -18,7 +18,7 @@ from tasks.audio import __main__ as audio
 from tasks.audio.data import load_waveform, read_esc50
 from tasks.audio.features import FeatureConfig, FeatureExtractor
 from tasks.audio.module import AudioClassifierModule, TrainConfig
-from tasks.audio.protocol import build_model, member_options
+from tasks.audio.protocol import build_model_from_options, member_options
 from tasks.audio.trained import SoundClassifier
 from tasks.common import TaskError, read_metrics
 
@@ -47,8 +47,8 @@ def _expected_probabilities(run, waves: torch.Tensor) -> torch.Tensor:
     probs = []
     for member, folder in enumerate(["fold1", "fold1/member1"]):
         state = torch.load(run / folder / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
-        module = AudioClassifierModule(build_model(member_options(args, member), 4, fcfg), 4, fcfg.kind, 0.0, 1.0,
-                                       TrainConfig())
+        model = build_model_from_options(member_options(args, member), 4, fcfg)
+        module = AudioClassifierModule(model, 4, fcfg.kind, 0.0, 1.0, TrainConfig())
         module.load_state_dict(state["state_dict"])
         with torch.no_grad():
             probs.append(module.eval()(feats).softmax(1))

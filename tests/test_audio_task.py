@@ -16,7 +16,7 @@ from focalmod.interpret import METHODS, METRICS
 from tasks.audio.data import ESC50_COLUMNS, FeatureCache, extract_features, load_waveform, read_esc50
 from tasks.audio.features import FeatureConfig, FeatureExtractor, apply_gain
 from tasks.audio.interpret import last_stage_modulator_map, listenable_explanation
-from tasks.audio.models import build_audio_model
+from tasks.audio.models import build_model
 from tasks.audio.synth import SYNTH_CLASSES, generate_synthetic_esc50
 from tasks.common import TaskError
 
@@ -190,7 +190,7 @@ def test_feature_cache_hits_and_invalidates(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("model, in_chans", [("focalnet2d", 1), ("focalnet2d", 3), ("focalnet1d", 1)])
 def test_audio_models_and_modulator_maps(model: str, in_chans: int) -> None:
-    net = build_audio_model(model, 5, num_freq=16, num_frames=33, in_chans=in_chans, embed_dim=8, depths=(1, 1),
+    net = build_model(model, 5, num_freq=16, num_frames=33, in_chans=in_chans, embed_dim=8, depths=(1, 1),
                             init="fan_in")
     feats = torch.randn(2, 16, 33)
     assert net(feats).shape == (2, 5)
@@ -202,13 +202,13 @@ def test_audio_models_and_modulator_maps(model: str, in_chans: int) -> None:
 
 @pytest.mark.parametrize("model", ["focalnet1d", "focalnet2d", "hornet"])
 def test_global_pool_reaches_the_head(model: str) -> None:
-    net = build_audio_model(model, 3, 32, 64, embed_dim=8, depths=(1, 1), global_pool="avgmax")
+    net = build_model(model, 3, 32, 64, embed_dim=8, depths=(1, 1), global_pool="avgmax")
     assert net.backbone.head.pool_type == "avgmax" and net(torch.randn(2, 32, 64)).shape == (2, 3)
 
 
 def test_model_rejects_inputs_below_its_strides() -> None:
     with pytest.raises(TaskError, match="smaller than the 8 its strides need"):
-        build_audio_model("focalnet2d", 5, num_freq=6, num_frames=40, embed_dim=8, depths=(1, 1))
+        build_model("focalnet2d", 5, num_freq=6, num_frames=40, embed_dim=8, depths=(1, 1))
 
 
 def test_imagenet_init_sums_the_stem_to_one_channel(tmp_path: Path) -> None:
@@ -216,7 +216,7 @@ def test_imagenet_init_sums_the_stem_to_one_channel(tmp_path: Path) -> None:
 
     source = focalmod.create_model("focalnet_tiny_srf", embed_dim=8, depths=(1, 1))
     torch.save(source.state_dict(), tmp_path / "in1k.pth")
-    net = build_audio_model("focalnet2d", 4, 16, 16, pretrained=tmp_path / "in1k.pth", in_chans=1, embed_dim=8,
+    net = build_model("focalnet2d", 4, 16, 16, pretrained=tmp_path / "in1k.pth", in_chans=1, embed_dim=8,
                             depths=(1, 1))
     torch.testing.assert_close(net.backbone.stem.proj.weight, source.stem.proj.weight.sum(1, keepdim=True))
     torch.testing.assert_close(net.backbone.layers[1].blocks[0].modulation.h.weight,
@@ -366,7 +366,7 @@ def test_ensemble_averages_members_and_resumes_member_by_member(tmp_path: Path, 
     import yaml
 
     from tasks.audio.module import TrainConfig
-    from tasks.audio.protocol import build_model
+    from tasks.audio.protocol import build_model_from_options
 
     run_args = argparse.Namespace(**yaml.safe_load((out / "config.yaml").read_text()))
     index = read_esc50(out / "synthetic_esc50")
@@ -374,7 +374,8 @@ def test_ensemble_averages_members_and_resumes_member_by_member(tmp_path: Path, 
     feats = extract_features(index, FeatureExtractor(fcfg), FeatureCache(None, {}))[index.folds == 1]
     probs = []
     for state in states:  # the training-set mean and std are buffers of the checkpoint
-        module = AudioClassifierModule(build_model(run_args, 4, fcfg), 4, fcfg.kind, 0.0, 1.0, TrainConfig())
+        model = build_model_from_options(run_args, 4, fcfg)
+        module = AudioClassifierModule(model, 4, fcfg.kind, 0.0, 1.0, TrainConfig())
         module.load_state_dict(state)
         with torch.no_grad():
             probs.append(module.eval()(feats).softmax(1))
@@ -403,7 +404,7 @@ def test_ensemble_models_mixes_a_1d_and_a_2d_member(tmp_path: Path, capsys) -> N
 
     from tasks.audio.esc50 import main
     from tasks.audio.module import AudioClassifierModule, TrainConfig
-    from tasks.audio.protocol import build_model, member_options
+    from tasks.audio.protocol import build_model_from_options, member_options
 
     out = tmp_path / "run"
     metrics = main(["--out", str(out), "--folds", "1", "--epochs", "2", "--synth-classes", "4", "--synth-clips", "2",
@@ -423,7 +424,7 @@ def test_ensemble_models_mixes_a_1d_and_a_2d_member(tmp_path: Path, capsys) -> N
     feats = extract_features(index, FeatureExtractor(fcfg), FeatureCache(None, {}))[index.folds == 1]
     probs = []
     for member, state in enumerate(states):
-        model = build_model(member_options(run_args, member), 4, fcfg)
+        model = build_model_from_options(member_options(run_args, member), 4, fcfg)
         module = AudioClassifierModule(model, 4, fcfg.kind, 0.0, 1.0, TrainConfig())
         module.load_state_dict(state)
         with torch.no_grad():

@@ -239,23 +239,23 @@ def test_focal_window_override_and_bad_names() -> None:
 
 
 def test_build_detector_heads_and_norms() -> None:
-    from tasks.coco.module import build_detector
+    from tasks.coco.module import build_model
 
     cfg = dict(backbone="focalnet_tiny_srf", backbone_overrides=TINY, fpn_channels=16, min_size=[64], max_size=64,
                box_head_dim=32, mask_head_dim=16, mask_head_layers=1)
-    faster = build_detector({**cfg, "detector": "fasterrcnn"}, num_classes=3)
+    faster = build_model({**cfg, "detector": "fasterrcnn"}, num_classes=3)
     assert faster.roi_heads.mask_head is None and faster.roi_heads.box_predictor.cls_score.out_features == 4
-    gn = build_detector({**cfg, "head_norm": "gn", "box_head_convs": 2}, num_classes=3)
+    gn = build_model({**cfg, "head_norm": "gn", "box_head_convs": 2}, num_classes=3)
     for part in (gn.backbone.fpn, gn.roi_heads.box_head, gn.roi_heads.mask_head):
         assert any(isinstance(m, torch.nn.GroupNorm) for m in part.modules())
-    plain = build_detector(cfg, num_classes=3)
+    plain = build_model(cfg, num_classes=3)
     assert not any(isinstance(m, torch.nn.GroupNorm) for m in plain.modules())
     plain.eval()
     with torch.no_grad():
         out = plain([torch.rand(3, 64, 80)])[0]
     assert set(out) == {"boxes", "labels", "scores", "masks"} and out["masks"].shape[-2:] == (64, 80)
     with pytest.raises(ValueError, match="anchor_sizes needs one size per feature map"):
-        build_detector({**cfg, "anchor_sizes": [8, 16]}, num_classes=3)
+        build_model({**cfg, "anchor_sizes": [8, 16]}, num_classes=3)
 
 
 def test_imagenet_checkpoint_init_pads_kernels_centrally(tmp_path: Path) -> None:
@@ -351,8 +351,8 @@ def test_validate_reproduces_training_metrics(trained_run: Path, tmp_path: Path)
 
 
 def test_cli_errors_are_one_line(tmp_path: Path, capsys) -> None:
-    from tasks.coco.__main__ import main as coco
     from tasks.coco import train
+    from tasks.coco.__main__ import main as coco
 
     with pytest.raises(SystemExit) as exit_info:
         run_main(coco, ["validate", "--run", str(tmp_path / "missing.ckpt")])

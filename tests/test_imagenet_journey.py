@@ -141,3 +141,23 @@ def test_verbs_that_apply_a_run_name_a_missing_run(tmp_path):
 def test_preprocess_is_read_from_the_run(fitted):
     base, _ = fitted
     assert Classifier.from_run(TrainedRun.open(base / "run")).preprocess == Preprocess(16, 1.0)
+
+
+def test_a_run_from_before_the_class_names_were_saved_still_validates_and_predicts(fitted, tmp_path):
+    """Runs written before this change have no `classes` in their checkpoint: the verbs read the class names from
+    the run's training folder, in timm's label order, and give the same answers."""
+    import shutil
+
+    base, _ = fitted
+    old = tmp_path / "old_run"
+    shutil.copytree(base / "run", old)
+    for ckpt in (old / "checkpoints").glob("*.ckpt"):
+        state = torch.load(ckpt, map_location="cpu", weights_only=True)
+        del state["hyper_parameters"]["classes"]
+        torch.save(state, ckpt)
+    assert "classes" not in TrainedRun.open(old).hparams
+    current, older = Classifier.from_run(TrainedRun.open(base / "run")), Classifier.from_run(TrainedRun.open(old))
+    assert older.classes == current.classes == list(CLASSES)
+    out = imagenet.main(["validate", "--run", str(old), "--out", str(tmp_path / "v"), "--no-progress"])
+    again = imagenet.main(["validate", "--run", str(base / "run"), "--out", str(tmp_path / "v2"), "--no-progress"])
+    assert out["top1"] == again["top1"]

@@ -60,16 +60,16 @@ def _esc50(root: Path) -> Path:
 
 
 def test_audio_pretrained_name_loads_the_cached_weights_into_a_one_channel_stem(hub) -> None:  # noqa: F811
-    from tasks.audio.models import build_audio_model
+    from tasks.audio.models import build_model
 
     state = _cache_tiny_focalnet_t(hub)
-    model = build_audio_model("focalnet2d", 2, 64, 101, pretrained="focalnet_tiny_srf", in_chans=1, **TINY).backbone
+    model = build_model("focalnet2d", 2, 64, 101, pretrained="focalnet_tiny_srf", in_chans=1, **TINY).backbone
     torch.testing.assert_close(model.stem.proj.weight, state["stem.proj.weight"].sum(1, keepdim=True))
     torch.testing.assert_close(model.state_dict()["layers.2.blocks.1.modulation.f.weight"],
                                state["layers.2.blocks.1.modulation.f.weight"])
     assert model.head.fc.out_features == 2
     with pytest.raises(TaskError, match="--pretrained focalnet_base_srf: .*not in the"):
-        build_audio_model("focalnet2d", 2, 64, 101, pretrained="focalnet_base_srf")
+        build_model("focalnet2d", 2, 64, 101, pretrained="focalnet_base_srf")
 
 
 def test_audio_data_default_fine_tunes_when_focalnet_t_is_cached(hub, tmp_path: Path, capsys) -> None:  # noqa: F811

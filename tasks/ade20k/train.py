@@ -24,6 +24,7 @@ from lightning.pytorch.callbacks import Callback
 
 from ..common import Run, Score, Summary, Task, TaskError, bool_arg, parse_key_values, run_main, run_task
 from ..common.baseline import compare_with_baseline
+from ..common.cli import KeyValues
 from ..common.measure import StepTimer
 from .baseline import pixel_colour_baseline
 from .data import ADE20KDataModule, ADE20KDataset, read_class_names, read_split
@@ -66,7 +67,7 @@ def add_model_options(g: Any) -> None:
     """The network: shared by fit and the verbs that take plain weights (validate)."""
     g.add_argument("--model", help="a registered UPerNet (focalmod.list_models('upernet_*'))")
     g.add_argument("--backbone", help="instead of --model: UPerNet on this focalmod/timm backbone (features_only)")
-    g.add_argument("--model-arg", action="append", metavar="KEY=VALUE",
+    g.add_argument("--model-arg", action=KeyValues,
                    help="constructor override, repeatable (YAML values), e.g. channels=64 depths=[1,1,2,1]; replaces "
                         "the preset's list when given")
 

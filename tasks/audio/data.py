@@ -1,8 +1,19 @@
-"""ESC-50 on disk: read and validate `meta/esc50.csv` against `audio/*.wav`, load clips, cache their features.
+"""Sound data on disk: read and validate a `--data` folder, load clips, cache their features.
 
-Layout (karolpiczak/ESC-50): `audio/{fold}-{src}-{take}-{target}.wav` and `meta/esc50.csv` with columns
-filename, fold, target, category, esc10, src_file, take. Clips are read with `soundfile`, down-mixed to mono,
-resampled with torchaudio and padded/cropped to the clip length.
+Three layouts are read (`read_sounds` tells them apart), all into the same table (`ESC50Index`, one `Clip` per file
+with its fold), so everything after reading is one code path:
+
+- ESC-50 (karolpiczak/ESC-50, `read_esc50`): `audio/{fold}-{src}-{take}-{target}.wav` and `meta/esc50.csv` with
+  columns filename, fold, target, category, esc10, src_file, take;
+- a folder per class: `<class>/*.wav|.flac|.ogg` (also `train/<class>/...`, `test/<class>/...`: the split folders
+  are merged), the class being the folder's name;
+- Hugging Face `audiofolder` with metadata: `metadata.csv` with columns `file_name` (relative to the CSV's folder)
+  and `label`, at the top and/or in split folders (`train/metadata.csv`, `test/metadata.csv`, ...; merged).
+
+Classes are numbered in natural-sort order of their names ("2" before "10"). Folds come from a `fold` column (1..5)
+where the layout has one, else from a seeded stratified split into 5 folds (scikit-learn `StratifiedKFold`,
+shuffled with the run's `--split-seed`, by default its `--seed`), so a resumed run and the verbs get the same folds.
+Clips are read with `soundfile`, down-mixed to mono, resampled with torchaudio and padded/cropped to the clip length.
 """
 from __future__ import annotations
 
@@ -11,7 +22,9 @@ import functools
 import hashlib
 import io
 import json
+import os
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -36,12 +49,27 @@ __all__ = [
     "extract_features",
     "load_waveform",
     "read_esc50",
+    "read_sounds",
+    "read_run_data",
+    "stratified_folds",
+    "AUDIO_EXTENSIONS",
+    "LAYOUTS",
 ]
 
 ESC50_COLUMNS = ("filename", "fold", "target", "category", "esc10", "src_file", "take")
 NUM_FOLDS = 5
 NUM_TARGETS = 50
 _NAME = re.compile(r"^(\d+)-[^-]+-[^-]+-(\d+)\.wav$")
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")  # what soundfile (libsndfile) reads everywhere
+SPLIT_NAMES = ("train", "training", "validation", "valid", "val", "dev", "test", "testing", "eval", "evaluation")
+METADATA = "metadata.csv"
+LAYOUTS = {
+    "esc50": "ESC-50 (meta/esc50.csv + audio/*.wav)",
+    "class-folders": "a folder per class (<class>/*.wav, .flac or .ogg)",
+    "audiofolder": "Hugging Face audiofolder (metadata.csv with file_name and label columns, at the top or in split "
+                   "folders such as train/metadata.csv)",
+}
+ESC50_SPLIT = "the ESC-50 folds (fold column of meta/esc50.csv)"
 
 
 @dataclass(frozen=True)
@@ -59,10 +87,15 @@ class Clip:
 
 @dataclass
 class ESC50Index:
-    """Validated clips of one ESC-50 directory; `classes` maps the (possibly sparse) targets to 0..K-1."""
+    """Validated clips of one `--data` folder; `classes` maps the (possibly sparse) targets to 0..K-1. `layout`: a
+    key of `LAYOUTS`; `split`: where the folds come from (words); `audio_dir`: what clip file names are relative to
+    (None: ESC-50's `root/audio`)."""
 
     root: Path
     clips: list[Clip]
+    layout: str = "esc50"
+    split: str = ESC50_SPLIT
+    audio_dir: Path | None = None
 
     @functools.cached_property
     def targets(self) -> list[int]:
@@ -84,7 +117,7 @@ class ESC50Index:
         return np.array([c.fold for c in self.clips], dtype=np.int64)
 
     def path(self, clip: Clip) -> Path:
-        return self.root / "audio" / clip.filename
+        return (self.root / "audio" if self.audio_dir is None else self.audio_dir) / clip.filename
 
 
 def _names(items: list[str], limit: int = 8) -> str:
@@ -184,6 +217,181 @@ def read_esc50(root: Path, esc10: bool = False) -> ESC50Index:
         if not clips:
             raise TaskError(f"--esc10: {csv_path} has no rows with esc10=True")
     return ESC50Index(root, clips)
+
+
+def _layouts_text() -> str:
+    return "; ".join(LAYOUTS.values())
+
+
+def _visible_dirs(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _audio_files(folder: Path, recursive: bool = True) -> list[Path]:
+    found = folder.rglob("*") if recursive else folder.iterdir()
+    return sorted(p for p in found if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS
+                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+
+
+def _metadata_files(root: Path) -> list[Path]:
+    """`root/metadata.csv` and `root/<split>/metadata.csv` (the audiofolder convention), those present."""
+    return [p for p in [root / METADATA, *(d / METADATA for d in _visible_dirs(root))] if p.is_file()]
+
+
+def _class_dirs(root: Path) -> list[Path]:
+    """The class folders of a folder-per-class layout: `root/<class>/`, or `root/<split>/<class>/` when every
+    top-level folder is named as a split (train/, test/, ...); only those holding audio files."""
+    tops = _visible_dirs(root)
+    if tops and all(d.name.lower() in SPLIT_NAMES for d in tops) and not any(_audio_files(d, False) for d in tops):
+        tops = [c for d in tops for c in _visible_dirs(d)]
+    return [d for d in tops if _audio_files(d)]
+
+
+def detect_layout(root: Path) -> str:
+    """Which of `LAYOUTS` the folder `root` is in; one `TaskError` naming the three when it is in none."""
+    if (root / "meta" / "esc50.csv").is_file() or ((root / "meta").is_dir() and (root / "audio").is_dir()):
+        return "esc50"
+    if _metadata_files(root):
+        return "audiofolder"
+    if _class_dirs(root):
+        return "class-folders"
+    raise TaskError(f"--data: {root} is in none of the accepted layouts: {_layouts_text()}")
+
+
+def _class_folder_rows(root: Path) -> list[tuple[str, str, int | None]]:
+    """(file name relative to `root`, class name, None) of every audio file of a folder-per-class layout."""
+    loose = [p.name for p in _audio_files(root, recursive=False)]
+    if loose:
+        raise TaskError(f"--data: {root} holds {len(loose)} audio file(s) outside the class folders: {_names(loose)} "
+                        f"(expected {root}/<class>/<file>)")
+    rows = []
+    for class_dir in _class_dirs(root):
+        rows += [(p.relative_to(root).as_posix(), class_dir.name, None) for p in _audio_files(class_dir)]
+    return rows
+
+
+def _metadata_rows(root: Path, num_folds: int) -> list[tuple[str, str, int | None]]:
+    """(file name relative to `root`, label, fold or None) of every row of the audiofolder metadata files; checks
+    the columns, empty cells, fold values, duplicates, listed files that are missing and audio files not listed."""
+    rows, with_fold, seen, dupes = [], set(), set(), []
+    metas = _metadata_files(root)
+    for meta in metas:
+        with open(meta, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            header = [h.strip() for h in (reader.fieldnames or [])]
+            missing = [c for c in ("file_name", "label") if c not in header]
+            if missing:
+                raise TaskError(f"{meta}: missing column(s) {', '.join(missing)}; the audiofolder layout needs "
+                                f"file_name and label (and optionally fold), found {', '.join(header) or 'no header'}")
+            reader.fieldnames = header
+            with_fold.add("fold" in header)
+            for line, row in enumerate(reader, start=2):
+                name, label = (row["file_name"] or "").strip(), (row["label"] or "").strip()
+                where = f"{meta} line {line} ({name or 'no file_name'})"
+                if not name or not label:
+                    raise TaskError(f"{where}: empty {'file_name' if not name else 'label'}")
+                fold = None
+                if "fold" in header:
+                    fold = _parse_int(row["fold"], "fold", where)
+                    if not 1 <= fold <= num_folds:
+                        raise TaskError(f"{where}: fold {fold} is out of range; folds are 1..{num_folds}")
+                rel = Path(os.path.relpath(meta.parent / name, root)).as_posix()
+                if rel in seen:
+                    dupes.append(rel)
+                seen.add(rel)
+                rows.append((rel, label, fold))
+    if len(with_fold) > 1:
+        raise TaskError(f"--data: some of {', '.join(map(str, metas))} have a fold column and some do not; give it "
+                        "in all of them or in none (then the folds are a stratified split)")
+    if not rows:
+        raise TaskError(f"--data: {', '.join(map(str, metas))} list no files")
+    if dupes:
+        raise TaskError(f"--data: file(s) listed twice in {METADATA}: {_names(dupes)}")
+    absent = [r[0] for r in rows if not (root / r[0]).is_file()]
+    if absent:
+        raise TaskError(f"--data: {len(absent)} file(s) listed in {METADATA} are missing under {root}: "
+                        f"{_names(absent)}")
+    unlisted = [p.relative_to(root).as_posix() for p in _audio_files(root)]
+    unlisted = [n for n in unlisted if n not in seen]
+    if unlisted:
+        raise TaskError(f"--data: {len(unlisted)} audio file(s) under {root} are not listed in any {METADATA}: "
+                        f"{_names(unlisted)}")
+    return rows
+
+
+def stratified_folds(labels: np.ndarray, seed: int, num_folds: int = NUM_FOLDS, where: str = "--data"
+                     ) -> np.ndarray:
+    """Fold (1..`num_folds`) of every item: scikit-learn's `StratifiedKFold(num_folds, shuffle=True,
+    random_state=seed)` over the items in the order given, fold k holding the test items of its k-th split; each
+    class is spread evenly over the folds (a class with fewer items than folds is missing from some)."""
+    from sklearn.model_selection import StratifiedKFold
+
+    labels = np.asarray(labels)
+    if len(labels) < num_folds:
+        raise TaskError(f"{where}: {len(labels)} clip(s) cannot be split into {num_folds} folds")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # a class smaller than num_folds: said in the split text
+            parts = list(StratifiedKFold(num_folds, shuffle=True, random_state=seed).split(np.zeros(len(labels)),
+                                                                                          labels))
+    except ValueError as err:
+        raise TaskError(f"{where}: cannot split into {num_folds} stratified folds: {err}") from None
+    folds = np.zeros(len(labels), dtype=np.int64)
+    for k, (_, test) in enumerate(parts, start=1):
+        folds[test] = k
+    return folds
+
+
+def _index_from_rows(root: Path, layout: str, rows: list[tuple[str, str, int | None]], seed: int,
+                     num_folds: int) -> ESC50Index:
+    """The table of a layout other than ESC-50: targets are the natural-sort positions of the class names, folds
+    the given ones or a stratified split."""
+    from timm.utils.misc import natural_key
+
+    classes = sorted({label for _, label, _ in rows}, key=natural_key)
+    target = {c: i for i, c in enumerate(classes)}
+    if all(fold is not None for _, _, fold in rows):
+        folds = np.array([fold for _, _, fold in rows], dtype=np.int64)
+        split = f"the fold column of {METADATA}"
+    else:
+        folds = stratified_folds(np.array([target[label] for _, label, _ in rows]), seed, num_folds,
+                                 where=f"--data {root}")
+        counts = {c: n for c, n in zip(*np.unique([label for _, label, _ in rows], return_counts=True))}
+        small = sorted((c for c in classes if counts[c] < num_folds), key=natural_key)
+        split = (f"a stratified {num_folds}-fold split (scikit-learn StratifiedKFold, shuffled, seed {seed})"
+                 + (f"; {len(small)} class(es) with fewer than {num_folds} clips are missing from some folds: "
+                    f"{_names(small)}" if small else ""))
+    clips = [Clip(name, int(fold), target[label], label, False, Path(name).stem, "")
+             for (name, label, _), fold in zip(rows, folds)]
+    return ESC50Index(root, clips, layout=layout, split=split, audio_dir=root)
+
+
+def read_sounds(root: Path, esc10: bool = False, seed: int = 0, num_folds: int = NUM_FOLDS) -> ESC50Index:
+    """The clips of the `--data` folder `root` in any of `LAYOUTS` (`detect_layout`), as one table: ESC-50 through
+    `read_esc50`, the others with class indices in natural-sort order of their names and folds from a `fold` column
+    or a stratified split seeded with `seed` (`stratified_folds`). `esc10` needs the ESC-50 layout.
+
+    Raises `TaskError` naming the problem: not a folder, no accepted layout, missing columns, bad folds, files
+    listed but absent or present but not listed."""
+    root = Path(root)
+    if not root.is_dir():
+        raise TaskError(f"--data: {root} is not a directory (expected {_layouts_text()})")
+    layout = detect_layout(root)
+    if layout == "esc50":
+        return read_esc50(root, esc10=esc10)
+    if esc10:
+        raise TaskError(f"--esc10 keeps ESC-50's esc10 rows; {root} is in the {LAYOUTS[layout]} layout, not ESC-50")
+    rows = _metadata_rows(root, num_folds) if layout == "audiofolder" else _class_folder_rows(root)
+    return _index_from_rows(root, layout, rows, seed, num_folds)
+
+
+def read_run_data(root: Path, config: dict) -> ESC50Index:
+    """`read_sounds` of `root` with the settings of a training run's config.yaml (`esc10`, `split_seed`, else its
+    `seed` for runs from before `--split-seed`), so the verbs see the folds training used."""
+    seed = config.get("split_seed")
+    if seed is None:
+        seed = config.get("seed") or 0
+    return read_sounds(root, esc10=bool(config.get("esc10")), seed=int(seed))
 
 
 @functools.lru_cache(maxsize=8)

@@ -2,9 +2,12 @@
 
     python -m tasks.audio.esc50                                  # embedded default: synthetic ESC-50-format sounds
     python -m tasks.audio.esc50 --data /data/ESC-50-master       # the official 5-fold cross-validation
+    python -m tasks.audio.esc50 --data my_sounds/                # a folder per class: my_sounds/<class>/*.wav
     python -m tasks.audio.esc50 --data /data/ESC-50-master --preset paper --protocol paper-split --features stft
 
-With `--data` it reads a local ESC-50 directory; without it, it writes a procedurally synthesised ESC-50-format
+With `--data` it reads a local ESC-50 directory, a folder per class (<class>/*.wav, .flac, .ogg) or a Hugging Face
+audiofolder (metadata.csv with file_name and label columns; folds from its fold column, else a stratified 5-fold
+split seeded with --split-seed, by default --seed); without it, it writes a procedurally synthesised ESC-50-format
 set into the run directory and runs the same protocol on it. Protocols: the official 5-fold cross-validation
 (train on four folds, test on the held-out one, report per-fold and mean +- std accuracy; `--folds` for a subset)
 or the sound paper's single split (`--protocol paper-split`: train 1-3, validate 4, test 5). Every split also scores
@@ -32,10 +35,10 @@ from tasks.common.launch import is_rank_zero
 from tasks.common.reports import save_classification_report
 
 from .baseline import BASELINE_NAME, mfcc_baseline_accuracy
-from .data import PADS, FeatureCache, extract_features, read_esc50
+from .data import LAYOUTS, PADS, FeatureCache, extract_features, read_sounds
 from .features import FEATURE_KINDS, FeatureConfig, FeatureExtractor
 from .models import AUDIO_MODELS, default_variant
-from .protocol import build_model, member_options, model_overrides, plan_splits, run_split
+from .protocol import build_model_from_options, member_options, model_overrides, plan_splits, run_split
 from .sizing import choose_preset, count_training_clips, size_to_data
 from .synth import generate_synthetic_esc50
 
@@ -45,7 +48,12 @@ SYNTH_DIR = "synthetic_esc50"
 def add_options(p: argparse.ArgumentParser) -> None:
     d = p.add_argument_group("data")
     d.add_argument("--data", type=Path, default=None,
-                   help="ESC-50 root (meta/esc50.csv + audio/*.wav); omitted: generate the synthetic set")
+                   help="ESC-50 root (meta/esc50.csv + audio/*.wav), a folder per class (<class>/*.wav|.flac|.ogg) "
+                        "or a Hugging Face audiofolder (metadata.csv: file_name, label[, fold]); omitted: generate "
+                        "the synthetic set")
+    d.add_argument("--split-seed", type=int, default=None,
+                   help="seed of the stratified 5-fold split of a --data folder without folds (a folder per class, "
+                        "an audiofolder without a fold column); unset: --seed (config.yaml records it)")
     d.add_argument("--esc10", action="store_true", help="use the ESC-10 subset (rows with esc10=True)")
     d.add_argument("--protocol", choices=("cv", "paper-split"), default="cv",
                    help="cv: official 5-fold cross-validation; paper-split: train 1-3, valid 4, test 5")
@@ -164,6 +172,8 @@ def resolve(args: argparse.Namespace) -> None:
     args.depths = _int_list(args.depths, "--depths") or None
     args.resize = _int_list(args.resize, "--resize") or None
     args.ensemble_models = _member_models(args.ensemble_models)
+    if args.split_seed is None:
+        args.split_seed = args.seed  # recorded in config.yaml: --resume and the verbs split the same way
     if args.protocol == "cv" and (not args.folds or any(not 1 <= k <= 5 for k in args.folds)):
         raise TaskError(f"--folds: expected folds in 1..5, got {args.folds}")
     if args.epochs is None or args.batch_size is None or args.ensemble is None or (
@@ -221,14 +231,17 @@ def train(run: Run) -> Summary | None:
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
     warnings.filterwarnings("ignore", ".*that has Tensor Cores.*")
     args = run.args
-    index = read_esc50(dataset_root(run), esc10=args.esc10)
+    index = read_sounds(dataset_root(run), esc10=args.esc10, seed=args.split_seed)
+    if index.layout != "esc50":
+        run.say(f"--data {index.root}: {LAYOUTS[index.layout]}; folds: {index.split}")
     try:
         fcfg = FeatureConfig(args.features, args.sample_rate, args.clip_seconds, args.n_fft, args.win_length,
                              args.hop_length, args.n_mels, args.normalize, args.pad)
     except ValueError as err:
         raise TaskError(str(err)) from None
     kinds = [member_options(args, m) for m in range(min(args.ensemble, len(args.ensemble_models or [args.model])))]
-    params = [sum(p.numel() for p in build_model(k, len(index.targets), fcfg).parameters()) for k in kinds]  # fail fast
+    models = [build_model_from_options(k, len(index.targets), fcfg) for k in kinds]  # fail fast
+    params = [sum(p.numel() for p in m.parameters()) for m in models]
     cache_dir = None if args.no_cache else args.cache_dir or (
         run.dir / "feature_cache" if args.data is None else Path.home() / ".cache" / "focalmod" / "esc50")
     cache = FeatureCache(cache_dir, fcfg.to_dict())
@@ -284,7 +297,8 @@ def summarise(run: Run, index: Any, fcfg: FeatureConfig, kinds: list[argparse.Na
         "fold_accuracy": accs,
         "protocol": args.protocol,
         "dataset": {"root": str(index.root), "synthetic": args.data is None, "esc10": args.esc10,
-                    "num_clips": len(index.clips), "num_classes": len(index.targets)},
+                    "num_clips": len(index.clips), "num_classes": len(index.targets), "layout": index.layout,
+                    "split": index.split},
         "model": models[0],  # the first member's
         "members": models,  # each distinct member model (--ensemble-models, cycled over the members)
         "features": fcfg.to_dict(),

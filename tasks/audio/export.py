@@ -31,7 +31,7 @@ import torch
 
 from ..common import Run, Score, Summary, Task, TaskError, atomic_write
 from ..common.export import export_onnx, model_card, write_model_card
-from .data import read_esc50
+from .data import read_run_data
 from .predict import add_run_options
 from .protocol import plan_splits
 from .trained import SYNTH_DIR, SoundClassifier, WaveformClassifier, architecture
@@ -86,7 +86,7 @@ def example_waveforms(classifier: SoundClassifier, n: int = 4) -> torch.Tensor:
     test = next((s.test for s in plan_splits(config["protocol"], config.get("folds") or [1, 2, 3, 4, 5])
                  if s.name == classifier.split), None)
     try:
-        index = read_esc50(root, esc10=bool(config.get("esc10")))
+        index = read_run_data(root, config)
         paths = [index.path(c) for c in index.clips if c.fold == test][:n]
         if paths:
             return torch.stack([classifier.load(p) for p in paths])

@@ -8,14 +8,13 @@ from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
-from timm.models import adapt_input_conv
 from torch import nn
 
 import focalmod
 from focalmod.models import get_spec
 from tasks.common import TaskError
 
-__all__ = ["AUDIO_MODELS", "SpectrogramClassifier", "build_audio_model", "default_variant", "fan_in_init"]
+__all__ = ["AUDIO_MODELS", "SpectrogramClassifier", "build_model", "default_variant", "fan_in_init"]
 
 AUDIO_MODELS = ("focalnet2d", "focalnet1d", "hornet")
 INITS = ("trunc_normal", "fan_in")
@@ -85,41 +84,28 @@ def pretrained_name(pretrained: str | Path | None) -> str | None:
 
 def _from_imagenet(variant: str, pretrained: str | Path, num_classes: int, in_chans: int,
                    **overrides: Any) -> nn.Module:
-    """Backbone initialised from 3-channel ImageNet weights: a checkpoint file, or a registered name (optionally
-    with a weight tag, `focalnet_tiny_srf.ms_in1k`) whose weights come from the Hugging Face Hub cache through
-    timm's pretrained machinery. The stem is summed to `in_chans` channels (timm's `adapt_input_conv`) and the
-    classifier is new."""
+    """Backbone initialised from 3-channel ImageNet weights through timm's pretrained machinery: a registered name
+    (optionally with a weight tag, `focalnet_tiny_srf.ms_in1k`) whose weights are in the Hugging Face Hub cache, or
+    a checkpoint file in any format focalmod reads (`pretrained_cfg_overlay=dict(file=...)`). timm sums the stem to
+    `in_chans` channels (`adapt_input_conv`) and gives a new classifier."""
     name = pretrained_name(pretrained)
-    if name is not None:
-        try:
-            with warnings.catch_warnings():  # the new head is expected
-                warnings.filterwarnings("ignore", "classifier does not match")
-                return focalmod.create_model(name, pretrained=True, num_classes=num_classes, in_chans=in_chans,
-                                             **overrides)
-        except FileNotFoundError as err:  # not in the cache (offline), or no weights for that name
-            raise TaskError(f"--pretrained {name}: {err}") from None
-        except (ValueError, KeyError) as err:
-            raise TaskError(f"--pretrained {name}: {str(err)[:400]}") from None
-    checkpoint = Path(pretrained)
-    if not checkpoint.is_file():
-        raise TaskError(f"--pretrained: checkpoint {checkpoint} not found")
+    overlay = None
+    if name is None:
+        if not Path(pretrained).is_file():
+            raise TaskError(f"--pretrained: checkpoint {pretrained} not found")
+        name, overlay = variant, dict(file=str(pretrained))
     try:
-        source = focalmod.create_model(variant, checkpoint_path=str(checkpoint), **overrides)
-    except (ValueError, RuntimeError, KeyError, OSError, ImportError) as err:
-        raise TaskError(f"--pretrained: cannot load {checkpoint} into {variant}: {str(err)[:400]}") from None
-    state = {k: v for k, v in source.state_dict().items() if not k.startswith("head.")}
-    stem_key = source.pretrained_cfg.get("first_conv", "stem.proj") + ".weight"
-    state[stem_key] = adapt_input_conv(in_chans, state[stem_key])
-    model = focalmod.create_model(variant, num_classes=num_classes, in_chans=in_chans, **overrides)
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    missing = [k for k in missing if not k.startswith("head.")]
-    if missing or unexpected:
-        raise TaskError(f"--pretrained: {checkpoint} does not fit {variant}: missing {missing[:5]}, "
-                        f"unexpected {unexpected[:5]}")
-    return model
+        with warnings.catch_warnings():  # the new head is expected
+            warnings.filterwarnings("ignore", "classifier does not match")
+            return focalmod.create_model(name, pretrained=True, pretrained_cfg_overlay=overlay,
+                                         num_classes=num_classes, in_chans=in_chans, **overrides)
+    except FileNotFoundError as err:  # not in the cache (offline), or no weights for that name
+        raise TaskError(f"--pretrained {pretrained}: {err}") from None
+    except (ValueError, KeyError, RuntimeError) as err:
+        raise TaskError(f"--pretrained {pretrained}: {str(err)[:400]}") from None
 
 
-def build_audio_model(
+def build_model(
     model: str,
     num_classes: int,
     num_freq: int,
@@ -135,7 +121,7 @@ def build_audio_model(
     """A `SpectrogramClassifier` for `(B, num_freq, num_frames)` features.
 
     `model`: focalnet2d | focalnet1d | hornet (2D HorNet; `hornet1d_*` variants for 1D). `variant`: a registered
-    name (default per model). `mixer='gnconv'` swaps every focal modulation of a FocalNet for HorNet's gnConv (all
+    name (default per model). `mixer='gnconv'` builds a FocalNet with HorNet's gnConv in place of focal modulation (all
     else equal). `overrides`: constructor arguments for small configs (`embed_dim`, `depths`, `focal_levels`, ...).
     `pretrained`: 3-channel ImageNet weights for the 2D models, a checkpoint file or a registered name whose weights
     are in the Hugging Face cache (`focalnet_tiny_srf`; it then names the variant too); the stem is summed to
@@ -167,6 +153,10 @@ def build_audio_model(
         raise TaskError(f"--in-chans must be 1 or 3, got {in_chans}")
     if model == "hornet":
         overrides = _hornet_overrides(overrides)
+    if mixer != "focal":
+        if model == "hornet":
+            raise TaskError("--mixer applies to the FocalNet models; HorNet already uses gnConv")
+        overrides["mixer"] = mixer  # chosen at construction (all else equal)
     try:
         if pretrained is not None:
             backbone = _from_imagenet(variant, pretrained, num_classes, in_chans, **overrides)
@@ -174,12 +164,6 @@ def build_audio_model(
             backbone = focalmod.create_model(variant, num_classes=num_classes, in_chans=in_chans, **overrides)
     except (TypeError, ValueError) as err:
         raise TaskError(f"--variant {variant}: {err}") from None
-    if mixer != "focal":
-        if model == "hornet":
-            raise TaskError("--mixer applies to the FocalNet models; HorNet already uses gnConv")
-        from focalmod.models.mixers import swap_mixer
-
-        swap_mixer(backbone, mixer)
     if init == "fan_in":
         fan_in_init(backbone)
     classifier = SpectrogramClassifier(backbone, spatial_dims, resize)

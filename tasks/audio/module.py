@@ -16,6 +16,7 @@ import torchaudio
 from timm.data import Mixup
 from timm.loss import SoftTargetCrossEntropy
 from torch import nn
+from torchmetrics.classification import MulticlassAccuracy
 
 from tasks.common.optim import adamw_without_1d_decay, cosine_warmup_scheduler
 
@@ -54,6 +55,8 @@ class AudioClassifierModule(pl.LightningModule):
         if info is not None:
             self.save_hyperparameters(dict(info), logger=False)
         self.model, self.num_classes, self.feature_kind, self.cfg = model, num_classes, feature_kind, config
+        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.register_buffer("mean", torch.tensor(float(mean)))
         self.register_buffer("std", torch.tensor(float(std)))
         self.freq_masking = torchaudio.transforms.FrequencyMasking(config.freq_mask, iid_masks=True)
@@ -102,18 +105,18 @@ class AudioClassifierModule(pl.LightningModule):
         else:
             logits = self.model(x)
             loss = F.cross_entropy(logits, labels, label_smoothing=self.cfg.label_smoothing)
-        acc = (logits.argmax(1) == labels).float().mean()
+        self.train_acc.update(logits, labels)
         self.log("train/loss", loss, prog_bar=True, on_step=False, on_epoch=True, sync_dist=True,
                  batch_size=len(labels))
-        self.log("train/acc", acc, on_step=False, on_epoch=True, sync_dist=True, batch_size=len(labels))
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, batch_size=len(labels))
         return loss
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         features, labels = batch
         logits = self(features)
         self.log("val/loss", F.cross_entropy(logits, labels), sync_dist=True, batch_size=len(labels))
-        acc = (logits.argmax(1) == labels).float().mean()
-        self.log("val/acc", acc, prog_bar=True, sync_dist=True, batch_size=len(labels))
+        self.val_acc.update(logits, labels)  # torchmetrics: summed over processes when Lightning computes it
+        self.log("val/acc", self.val_acc, prog_bar=True, batch_size=len(labels))
 
     def configure_optimizers(self):
         optimizer = adamw_without_1d_decay(self.model, self.cfg.lr, self.cfg.weight_decay)

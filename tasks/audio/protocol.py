@@ -24,7 +24,7 @@ from tasks.common.reports import save_classification_report
 from .data import ESC50Index, load_waveform
 from .features import FeatureConfig, FeatureExtractor
 from .interpret import explain_clip, last_stage_modulator_map, score_explanations_of
-from .models import build_audio_model
+from .models import build_model
 from .module import AudioClassifierModule, TrainConfig
 
 
@@ -68,8 +68,8 @@ def member_options(args: argparse.Namespace, member: int) -> argparse.Namespace:
     return argparse.Namespace(**{**vars(args), "model": model, "embed_dim": int(width) if width else args.embed_dim})
 
 
-def build_model(args: argparse.Namespace, num_classes: int, fcfg: FeatureConfig) -> nn.Module:
-    return build_audio_model(
+def build_model_from_options(args: argparse.Namespace, num_classes: int, fcfg: FeatureConfig) -> nn.Module:
+    return build_model(
         args.model, num_classes, fcfg.num_freq, fcfg.num_frames, variant=args.variant, in_chans=args.in_chans,
         pretrained=args.pretrained, resize=args.resize, init=args.init, mixer=args.mixer, **model_overrides(args),
     )
@@ -147,7 +147,7 @@ def _train_member(run: Run, split: Split, member: int, index: ESC50Index, feats:
     pl.seed_everything(args.seed + split.test + MEMBER_SEED_STRIDE * member, workers=True, verbose=False)
     train_x = feats[train_idx]
     tcfg = TrainConfig(**{k: getattr(args, k) for k in TrainConfig.__dataclass_fields__})
-    model = build_model(member_options(args, member), len(index.targets), fcfg)
+    model = build_model_from_options(member_options(args, member), len(index.targets), fcfg)
     info = {"classes": index.class_names, "features": fcfg.to_dict(), "split": split.name, "member": member}
     module = AudioClassifierModule(model, len(index.targets), fcfg.kind,
                                    float(train_x.mean()), float(train_x.std().clamp_min(1e-6)), tcfg, info)

@@ -21,7 +21,7 @@ import math
 
 import numpy as np
 
-from .data import read_esc50
+from .data import read_sounds
 from .protocol import plan_splits
 
 __all__ = ["FINETUNE_WEIGHTS", "choose_preset", "count_training_clips", "size_to_data", "weights_cached"]
@@ -58,7 +58,8 @@ def choose_preset(args: argparse.Namespace) -> str:
 
 def count_training_clips(args: argparse.Namespace) -> int:
     """Training clips of the protocol's first split (`--data`, `--esc10`, `--protocol`, `--folds`)."""
-    folds = read_esc50(args.data, esc10=args.esc10).folds
+    seed = getattr(args, "split_seed", None)
+    folds = read_sounds(args.data, esc10=args.esc10, seed=getattr(args, "seed", 0) if seed is None else seed).folds
     split = plan_splits(args.protocol, args.folds)[0]
     return int(np.isin(folds, split.train).sum())
 

@@ -25,10 +25,10 @@ from focalmod.models import get_spec
 from ..common import TaskError
 from ..common.metrics import read_metrics
 from ..common.trained import CHECKPOINT_ORDER, TrainedRun, read_options
-from .data import load_waveform, read_esc50
+from .data import load_waveform, read_run_data
 from .features import FeatureConfig, FeatureExtractor
 from .models import _hornet_overrides, default_variant, pretrained_name
-from .protocol import build_model, member_options, model_overrides, plan_splits
+from .protocol import build_model_from_options, member_options, model_overrides, plan_splits
 
 __all__ = ["Ensemble", "Member", "SoundClassifier", "WaveformClassifier", "architecture"]
 
@@ -76,7 +76,7 @@ class WaveformClassifier(nn.Module):
 
 
 def architecture(options: argparse.Namespace, features: FeatureConfig) -> tuple[str, int, dict[str, Any]]:
-    """`(registered variant, in_chans, constructor overrides)` of a member's backbone, as `build_audio_model`
+    """`(registered variant, in_chans, constructor overrides)` of a member's backbone, as `build_model`
     creates it (without the `--pretrained` weights: a trained run's weights are in its checkpoint)."""
     variant = options.variant
     if pretrained_name(options.pretrained) is not None:
@@ -240,7 +240,7 @@ def _classes_of_data(run_dir: Path, config: dict[str, Any], option: str) -> list
     """Class names of a run from before they were saved in its checkpoints: its data's, in label order."""
     root = Path(config["data"]) if config.get("data") else run_dir / SYNTH_DIR
     try:
-        return read_esc50(root, esc10=bool(config.get("esc10"))).class_names
+        return read_run_data(root, config).class_names
     except TaskError as err:
         raise TaskError(f"{option}: the checkpoints of {run_dir} predate saved class names and its data cannot be "
                         f"read to name them: {err}") from None
@@ -250,7 +250,7 @@ def _member(trained: TrainedRun, options: argparse.Namespace, num_classes: int, 
             option: str) -> Member:
     variant, _, _ = architecture(options, features)
     rebuilt = argparse.Namespace(**{**vars(options), "variant": variant, "pretrained": None, "init": "trunc_normal"})
-    model = build_model(rebuilt, num_classes, features)
+    model = build_model_from_options(rebuilt, num_classes, features)
     weights = trained.sub_state_dict("model.")
     try:
         missing, unexpected = model.load_state_dict(weights, strict=False)

@@ -4,10 +4,10 @@ clips, read and featurised exactly as training did, beside the run's MFCC baseli
     python -m tasks.audio validate --run runs/esc50/<run>                    # first trained fold, on the run's data
     python -m tasks.audio validate --run runs/esc50/<run> --fold 2 --data /data/ESC-50-master
 
-`--data` (default: the run's `--data`, or the synthetic set in the run directory) is an ESC-50 root (meta/esc50.csv +
-audio/); the clips of the split's test fold are scored (`--test-fold` another), an ensemble on its members'
-averaged probabilities. Writes metrics.json (the shared schema: accuracy, with clips and the accuracy training
-reported for the fold), per_class.csv and config.yaml.
+`--data` (default: the run's `--data`, or the synthetic set in the run directory) is any layout `fit` reads (an ESC-50
+root, a folder per class, or an audiofolder metadata.csv; folds as the run split them); the clips of the split's test
+fold are scored (`--test-fold` another), an ensemble on its members' averaged probabilities. Writes metrics.json (the
+shared schema: accuracy, with clips and the accuracy training reported for the fold), per_class.csv and config.yaml.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from torchmetrics.functional.classification import multiclass_accuracy
 
 from ..common import Run, Score, Summary, Task, TaskError, write_csv
 from .baseline import BASELINE_NAME
-from .data import read_esc50
+from .data import read_run_data
 from .predict import add_run_options, predict_probabilities
 from .protocol import plan_splits
 from .trained import SYNTH_DIR, SoundClassifier
@@ -28,8 +28,8 @@ from .trained import SYNTH_DIR, SoundClassifier
 
 def add_options(p: argparse.ArgumentParser) -> None:
     add_run_options(p)
-    p.add_argument("--data", type=Path, help="an ESC-50 root (meta/esc50.csv + audio/) with the run's classes "
-                   "(default: the run's data)")
+    p.add_argument("--data", type=Path, help="sounds in a layout fit reads (ESC-50, a folder per class, audiofolder "
+                   "metadata.csv) with the run's classes (default: the run's data)")
     p.add_argument("--test-fold", type=int, help="the data fold to score (default: the split's test fold)")
     p.add_argument("--batch-size", type=int, default=32, help="clips per forward pass")
 
@@ -46,7 +46,7 @@ def validate(run: Run) -> Summary:
     classifier = SoundClassifier.from_run(args.run, args.fold)
     config = classifier.config
     root = args.data or (Path(config["data"]) if config.get("data") else classifier.run / SYNTH_DIR)
-    index = read_esc50(root, esc10=bool(config.get("esc10")))
+    index = read_run_data(root, config)
     if index.class_names != classifier.classes:
         raise TaskError(f"--data: {root} has other classes than the model ({len(index.class_names)}: "
                         f"{', '.join(index.class_names[:5])}...; the model knows {len(classifier.classes)}: "

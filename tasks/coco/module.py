@@ -26,7 +26,7 @@ from ..common.options import setting
 from .backbone import build_backbone
 from .data import coco_evaluate, detections_to_coco
 
-__all__ = ["DEFAULT_DETECTOR", "DetectionModule", "DetectorConfig", "build_detector"]
+__all__ = ["DEFAULT_DETECTOR", "DetectionModule", "DetectorConfig", "build_model"]
 
 @dataclass(frozen=True)
 class DetectorConfig:
@@ -74,7 +74,7 @@ def group_norm(channels: int) -> nn.GroupNorm:
     return nn.GroupNorm(math.gcd(32, channels), channels)
 
 
-def build_detector(cfg: dict[str, Any], num_classes: int) -> nn.Module:
+def build_model(cfg: dict[str, Any], num_classes: int) -> nn.Module:
     """torchvision `MaskRCNN` (cfg['detector'] == 'maskrcnn') or `FasterRCNN` with `num_classes` + background."""
     cfg = {**DEFAULT_DETECTOR, **cfg}
     if cfg["head_norm"] not in ("none", "gn"):
@@ -135,7 +135,7 @@ class DetectionModule(pl.LightningModule):
     """Trains a torchvision detector (AdamW, linear warm-up, then step decay or cosine) and evaluates with COCOeval.
 
     Args:
-        detector: config for `build_detector`.
+        detector: config for `build_model`.
         category_ids / category_names: the dataset's categories in label order (label k <-> category_ids[k-1]).
         optim: lr, weight_decay, warmup_steps, schedule ('step' | 'cosine'), milestones (fractions of training
             for 'step', x0.1 each), epochs.
@@ -153,7 +153,7 @@ class DetectionModule(pl.LightningModule):
         super().__init__()
         self.save_hyperparameters()
         self.category_ids = list(category_ids)
-        self.model = build_detector(detector, len(category_ids))
+        self.model = build_model(detector, len(category_ids))
         self.coco_gt = None  # pycocotools COCO of the validation split, set by the CLI
         self.last_eval: dict[str, Any] = {}
         self.last_eval_epoch = -1

@@ -5,7 +5,7 @@ import argparse
 import signal
 import sys
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import torch
 import yaml
@@ -75,11 +75,29 @@ def bool_arg(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
 
 
-def parse_key_values(items: Sequence[str] | None, option: str) -> dict[str, Any]:
+class KeyValues(argparse.Action):
+    """A repeatable `KEY=VALUE` option (`--model-arg`, `--backbone-arg`): each use appends one item; a default or
+    preset value given as a mapping (`model_arg: {embed_dim: 32}`) is replaced by the items given, not extended
+    (argparse's `append` would fail on a mapping). `parse_key_values` reads either form."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        kwargs.setdefault("metavar", "KEY=VALUE")
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        current = getattr(namespace, self.dest, None)
+        items = list(current) if isinstance(current, (list, tuple)) else []
+        setattr(namespace, self.dest, [*items, values])
+
+
+def parse_key_values(items: Sequence[str] | Mapping[str, Any] | None, option: str) -> dict[str, Any]:
     """Constructor overrides given as a repeatable `KEY=VALUE` option (`--backbone-arg`, `--model-arg`):
     `["embed_dim=32", "depths=[1,1,2,1]"]` -> `{"embed_dim": 32, "depths": [1, 1, 2, 1]}` (values read as YAML,
-    `-` in keys as `_`); one `TaskError` naming `option` for an item that is not KEY=VALUE or a value that is not
-    YAML."""
+    `-` in keys as `_`). Presets and config files may give the mapping itself (`model_arg: {embed_dim: 32}`). One
+    `TaskError` naming `option` for an item that is not KEY=VALUE or a value that is not YAML."""
+    if isinstance(items, Mapping):
+        return {str(k).replace("-", "_"): v for k, v in items.items()}
     out: dict[str, Any] = {}
     for item in items or ():
         key, sep, value = str(item).partition("=")

@@ -24,7 +24,7 @@ import typing
 from pathlib import Path
 from typing import Any, Literal
 
-from .cli import bool_arg, parse_key_values
+from .cli import KeyValues, bool_arg, parse_key_values
 
 __all__ = ["add_settings", "from_args", "setting"]
 
@@ -55,7 +55,7 @@ def add_settings(group: Any, cls: type) -> None:
         elif origin in (list, tuple):
             kwargs.update(type=typing.get_args(kind)[0], nargs="+")
         elif origin is dict or kind is dict:
-            kwargs.update(action="append", metavar=kwargs.get("metavar", "KEY=VALUE"), default=[])
+            kwargs.update(action=KeyValues, default={})
         elif kind in (int, float, str, Path):
             kwargs["type"] = kind
         else:
@@ -87,10 +87,7 @@ def _flag(f: dataclasses.Field) -> tuple[str, str]:
 
 
 def _default(f: dataclasses.Field) -> Any:
-    if f.default is not dataclasses.MISSING:
-        return f.default
-    value = f.default_factory()
-    return [] if isinstance(value, dict) and not value else value
+    return f.default if f.default is not dataclasses.MISSING else f.default_factory()
 
 
 def _unwrap(kind: Any) -> tuple[Any, bool]:

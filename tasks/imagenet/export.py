@@ -27,7 +27,7 @@ from ..common import Run, Score, Summary, Task, TaskError, atomic_write
 from ..common.export import export_onnx, model_card, write_model_card
 from ..common.trained import TrainedRun
 from ..common.verbs import add_run_option
-from .data import checked_dataset, eval_transform
+from .data import checked_dataset, eval_transform, val_dir_of
 from .digits import default_cache_dir, digits_image_folder
 from .recipe import resolve_model
 from .trained import Classifier
@@ -112,10 +112,11 @@ def _example_batch(trained: TrainedRun, classifier: Classifier, n: int = 4) -> t
     """`n` validation images of the run through its evaluation transform (random pixels when the data is gone)."""
     pre = classifier.preprocess
     root = trained.option("data") or digits_image_folder(default_cache_dir(), pre.input_size)
-    val_dir = Path(root) / "val"
-    if val_dir.is_dir():
-        dataset = checked_dataset(val_dir, "--run (its val folder)", eval_transform(pre))
+    try:
+        dataset = checked_dataset(val_dir_of(root), "--run (its validation images)", eval_transform(pre))
         return torch.stack([dataset[i][0] for i in range(min(n, len(dataset)))])
+    except TaskError:  # the data has moved or gone
+        pass
     return torch.randn(n, 3, pre.input_size, pre.input_size, generator=torch.Generator().manual_seed(0))
 
 

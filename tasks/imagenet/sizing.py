@@ -6,6 +6,7 @@ choice). Flags and `--config` values win.
 from __future__ import annotations
 
 import argparse
+import csv
 import math
 import os
 from pathlib import Path
@@ -24,7 +25,11 @@ SMALL_SIDE = 40  # images whose median short side is at most this train at 32 px
 
 
 def count_images(split_dir: Path, stop_at: int | None = None) -> int:
-    """Image files in `split_dir/<class>/` (one level, as timm reads them); counting stops at `stop_at`."""
+    """Image files in `split_dir/<class>/` (one level, as timm reads them), or the rows of `split_dir/metadata.csv`
+    (the Hugging Face imagefolder layout); counting stops at `stop_at`."""
+    if (Path(split_dir) / "metadata.csv").is_file():
+        with open(Path(split_dir) / "metadata.csv", newline="", encoding="utf-8-sig") as fh:
+            return sum(1 for _ in csv.DictReader(fh))
     total = 0
     exts = set(IMAGE_EXTENSIONS)
     for class_dir in sorted(os.scandir(split_dir), key=lambda e: e.name) if Path(split_dir).is_dir() else []:

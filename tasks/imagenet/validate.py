@@ -26,11 +26,10 @@ from focalmod.interpret import scores_table
 from ..common import Run, Score, Summary, Task, TaskError, write_csv
 from ..common.baseline import compare_with_baseline
 from ..common.explain import explain_dataset
-from ..common.folders import list_class_files
 from ..common.trained import TrainedRun, newest_run
 from ..common.verbs import add_run_option
 from .baseline import BASELINE_NAME, pixel_baseline_accuracy
-from .data import checked_dataset, eval_transform
+from .data import checked_dataset, eval_transform, split_classes, val_dir_of
 from .digits import default_cache_dir, digits_image_folder
 from .trained import Classifier, label_order
 
@@ -61,7 +60,7 @@ def validate(run: Run) -> Summary:
     root = args.data or (trained.option("data") if trained else None)
     if root is None:
         root = digits_image_folder(default_cache_dir(), pre.input_size)
-    val_dir = Path(root) / "val" if (Path(root) / "val").is_dir() else Path(root)
+    val_dir = val_dir_of(root)
     dataset = checked_dataset(val_dir, "--data", eval_transform(pre))
     found = label_order(list(dataset.reader.class_to_idx))
     if found != classifier.classes:
@@ -129,8 +128,7 @@ def _explain(args: argparse.Namespace) -> int:
 
 def _classifier(args: argparse.Namespace) -> tuple[TrainedRun | None, Classifier]:
     if args.weights is not None:
-        val_dir = args.data / "val" if (args.data / "val").is_dir() else args.data
-        classes = label_order(list(list_class_files(val_dir, "--data")))
+        classes = label_order(split_classes(val_dir_of(args.data), "--data"))
         return None, Classifier.from_weights(args.weights, args.model, classes)
     path = args.run
     if path is None:

@@ -93,7 +93,7 @@ def export(run: Run) -> Summary:
 
 def network_config(hp: dict[str, Any]) -> dict[str, Any]:
     """The network of a run's hyper-parameters as a MONAI bundle component: its public class and arguments (the
-    same construction as `tasks.medical.module.build_network`, without the training code)."""
+    same construction as `tasks.medical.module.build_model`, without the training code)."""
     name, f = hp["model_name"], hp.get("feature_size", 12)
     common = dict(spatial_dims=hp["spatial_dims"], in_channels=hp["in_channels"])
     if name == "focal_unet":

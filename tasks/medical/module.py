@@ -17,12 +17,12 @@ from torch import nn
 
 from focalmod.models.focal_unet import FocalUNet
 
-__all__ = ["MODELS", "SegmentationModule", "build_network", "size_divisor"]
+__all__ = ["MODELS", "SegmentationModule", "build_model", "size_divisor"]
 
 MODELS = ("focal_unet", "unet", "swin_unetr")
 
 
-def build_network(name: str, spatial_dims: int, in_channels: int, out_channels: int, feature_size: int = 12,
+def build_model(name: str, spatial_dims: int, in_channels: int, out_channels: int, feature_size: int = 12,
                   norm: str = "batch", **focal_kwargs: Any) -> nn.Module:
     """FocalUNet, MONAI UNet (channels f..16f, 4 stride-2 levels, 2 residual units, as in the MONAI tutorials) or
     MONAI SwinUNETR (feature_size rounded up to a multiple of 12, its constraint) with the same `norm`."""
@@ -60,7 +60,7 @@ class SegmentationModule(pl.LightningModule):
                  warmup_steps: int = 20, max_steps: int = 200, sw_batch_size: int = 4, overlap: float = 0.25) -> None:
         super().__init__()
         self.save_hyperparameters()
-        self.model = build_network(model_name, spatial_dims, in_channels, num_classes, feature_size, norm,
+        self.model = build_model(model_name, spatial_dims, in_channels, num_classes, feature_size, norm,
                                    **(focal_kwargs or {}))
         self.num_classes, self.roi_size = num_classes, tuple(roi_size)
         self.loss = DiceCELoss(to_onehot_y=True, softmax=True)

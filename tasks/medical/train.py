@@ -39,7 +39,7 @@ from tasks.common.measure import StepTimer, interleaved_step_times, peak_memory_
 
 from .baseline import BASELINE_NAME, network_view, window_dice
 from .data import CROP_SAMPLERS, build_transforms, check_case, data_config, read_decathlon, split_cases
-from .module import MODELS, SegmentationModule, build_network, size_divisor
+from .module import MODELS, SegmentationModule, build_model, size_divisor
 from .predict import predict_files
 from .sampling import training_loader
 from .sizing import size_to_data
@@ -260,16 +260,18 @@ def train(run: Run) -> Summary | list[dict[str, Any]] | None:
 
 
 def _file_dice(predictions: list[Path], cases: list[dict], num_classes: int) -> float:
-    """Mean foreground Dice of the written NIfTI predictions against the label files (checks the inversion)."""
+    """Mean foreground Dice (MONAI's `compute_dice`, classes absent from a label file left out) of the written NIfTI
+    predictions against the label files: checks the inversion back to each input's grid."""
+    from monai.metrics import compute_dice
+    from monai.networks.utils import one_hot
+
     scores = []
     for pred_path, case in zip(predictions, cases):
-        pred = np.asanyarray(nib.load(str(pred_path)).dataobj)
-        label = np.asanyarray(nib.load(case["label"]).dataobj)
-        for c in range(1, num_classes):
-            denom = (pred == c).sum() + (label == c).sum()
-            if (label == c).any():
-                scores.append(2 * ((pred == c) & (label == c)).sum() / denom)
-    return float(np.mean(scores)) if scores else float("nan")
+        pred = torch.as_tensor(np.asanyarray(nib.load(str(pred_path)).dataobj).astype(np.int64))[None, None]
+        label = torch.as_tensor(np.asanyarray(nib.load(case["label"]).dataobj).astype(np.int64))[None, None]
+        scores.append(compute_dice(one_hot(pred, num_classes), one_hot(label, num_classes),
+                                   include_background=False, ignore_empty=True).flatten())
+    return float(torch.cat(scores).nanmean()) if scores else float("nan")
 
 
 def _summary(m: dict[str, Any], run_dir: Path) -> str:
@@ -335,7 +337,7 @@ def interleaved_timing(args: argparse.Namespace, root: Path) -> dict[str, float]
     dataset = read_decathlon(root)
     device = torch.device("cuda" if torch.cuda.is_available() and args.accelerator != "cpu" else "cpu")
     in_channels, num_classes = len(dataset.modalities), dataset.num_classes
-    nets = {name: build_network(name, args.spatial_dims, in_channels, num_classes, args.feature_size, args.norm,
+    nets = {name: build_model(name, args.spatial_dims, in_channels, num_classes, args.feature_size, args.norm,
                                 **(focal_kwargs(args) if name == "focal_unet" else {})).to(device)
             for name in MODELS}
     generator = torch.Generator().manual_seed(args.seed)
