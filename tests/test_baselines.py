@@ -1,5 +1,6 @@
 """The baselines every task reports beside its network: MFCC statistics + logistic regression (sound), logistic
-regression on 16x16 pixels (image folders), per-class intensity windows chosen on the training cases (scans), and
+regression on pixels, HOG or HOG + colour histograms chosen by cross-validation on the training images (image
+folders), per-class intensity windows chosen on the training cases (scans), and
 the summary sentence that says whether the network beats its baseline."""
 from __future__ import annotations
 
@@ -59,7 +60,7 @@ def _esc50_tones(root: Path, labels_follow_sound: bool) -> Path:
 
 @pytest.mark.parametrize("labels_follow_sound", [True, False])
 def test_mfcc_baseline_hears_tones_and_not_random_labels(tmp_path: Path, labels_follow_sound: bool) -> None:
-    from tasks.audio.baseline import MFCCStatistics, mfcc_baseline_accuracy
+    from tasks.audio.baseline import MFCCStatistics, mfcc_baseline
     from tasks.audio.data import read_esc50
     from tasks.audio.features import FeatureConfig
     from tasks.audio.protocol import plan_splits
@@ -67,15 +68,19 @@ def test_mfcc_baseline_hears_tones_and_not_random_labels(tmp_path: Path, labels_
     index = read_esc50(_esc50_tones(tmp_path / "esc", labels_follow_sound))
     fcfg = FeatureConfig("logmel", 16000, 0.5, n_fft=512, win_length=400, hop_length=160, n_mels=64)
     assert MFCCStatistics(fcfg)(torch.zeros(8000)).shape == (160,)
-    accuracy = mfcc_baseline_accuracy(index, fcfg, tmp_path / "cache", plan_splits("cv", [1, 2, 3, 4, 5]))
+    results = mfcc_baseline(index, fcfg, tmp_path / "cache", plan_splits("cv", [1, 2, 3, 4, 5]))
+    accuracy = {k: a for k, (a, _) in results.items()}
     assert set(accuracy) == {f"fold{k}" for k in range(1, 6)}
+    for _, choice in results.values():  # chosen by CV on the training folds among both classifiers
+        assert set(choice.cross_validation) == {"MFCC statistics + logistic regression", "MFCC statistics + RBF SVM"}
+        assert choice.cross_validation[choice.name] == max(choice.cross_validation.values())
     mean = np.mean(list(accuracy.values()))
     assert mean == 1.0 if labels_follow_sound else mean < 0.8
     assert list((tmp_path / "cache").rglob("*.npy")), "the statistics are cached like the network's features"
 
 
-def test_pixel_baseline_reads_the_folder_and_caps_training_images_per_class(tmp_path: Path) -> None:
-    from tasks.imagenet.baseline import pixel_baseline_accuracy, pixel_features
+def test_image_baseline_reads_the_folder_and_caps_training_images_per_class(tmp_path: Path) -> None:
+    from tasks.imagenet.baseline import image_baseline, pixel_features
 
     rng = np.random.default_rng(0)
     samples: dict[str, list[tuple[str, int]]] = {"train": [], "val": []}
@@ -91,9 +96,43 @@ def test_pixel_baseline_reads_the_folder_and_caps_training_images_per_class(tmp_
     gray = tmp_path / "gray.png"
     Image.fromarray(np.full((7, 9), 255, np.uint8)).save(gray)
     assert pixel_features([gray]).shape == (1, 768) and pixel_features([gray]).min() == 1.0  # RGB, whole image
-    assert pixel_baseline_accuracy(samples["train"], samples["val"]) == (1.0, 36)
-    accuracy, used = pixel_baseline_accuracy(samples["train"], samples["val"], max_train=6)
-    assert used == 6 and 0.0 <= accuracy <= 1.0
+    chosen = image_baseline(samples["train"], samples["val"])
+    assert (chosen.accuracy, chosen.train_images) == (1.0, 36)
+    scores = chosen.choice.cross_validation
+    assert set(scores) == {f"{f} + logistic regression" for f in ("pixels", "HOG", "HOG + colour")}
+    assert scores[chosen.name] == max(scores.values())
+    capped = image_baseline(samples["train"], samples["val"], max_train=6)
+    assert capped.train_images == 6 and 0.0 <= capped.accuracy <= 1.0
+
+
+def test_the_baseline_features_are_chosen_on_the_training_split_only(tmp_path: Path) -> None:
+    """Orientation decides the class: HOG sees it and raw pixels of randomly placed strokes do not, so cross-
+    validation on the training images picks HOG; the validation images play no part in the choice."""
+    from tasks.common.baseline import choose_baseline
+    from tasks.imagenet.baseline import hog_features, image_baseline, pixel_features
+
+    rng = np.random.default_rng(1)
+
+    def stroke(vertical: bool, path: Path) -> str:
+        img = np.zeros((32, 32), np.uint8)
+        pos = rng.integers(4, 28)
+        if vertical:
+            img[:, pos - 1 : pos + 1] = 255
+        else:
+            img[pos - 1 : pos + 1, :] = 255
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img).save(path)
+        return str(path)
+
+    train = [(stroke(k % 2 == 0, tmp_path / "t" / f"{k}.png"), k % 2) for k in range(24)]
+    val = [(stroke(k % 2 == 0, tmp_path / "v" / f"{k}.png"), k % 2) for k in range(10)]
+    paths, labels = [p for p, _ in train], np.array([y for _, y in train])
+    choice = choose_baseline({"pixels": pixel_features(paths), "HOG": hog_features(paths)}, labels)
+    scores = choice.cross_validation
+    assert choice.features == "HOG" and scores["HOG + logistic regression"] > scores["pixels + logistic regression"]
+    flipped = [(p, 1 - y) for p, y in val]  # the validation labels cannot change the choice
+    assert image_baseline(train, val).name == image_baseline(train, flipped).name
+    assert image_baseline(train, val).accuracy == 1.0 - image_baseline(train, flipped).accuracy
 
 
 def test_intensity_windows_are_chosen_on_training_cases_and_scored_per_class() -> None:

@@ -11,11 +11,12 @@ split seeded with --split-seed, by default --seed); without it, it writes a proc
 set into the run directory and runs the same protocol on it. Protocols: the official 5-fold cross-validation
 (train on four folds, test on the held-out one, report per-fold and mean +- std accuracy; `--folds` for a subset)
 or the sound paper's single split (`--protocol paper-split`: train 1-3, validate 4, test 5). Every split also scores
-the MFCC statistics + logistic regression baseline. Unset options take presets/synthetic.yaml without --data; with
-it presets/esc50.yaml, a small from-scratch model whose width, epochs, batch size and ensemble size are sized to the
-clips and the machine (printed, recorded in config.yaml), or presets/finetune.yaml when ImageNet FocalNet-T weights
-are in the Hugging Face cache; the sound paper's recipe is --preset paper. `--resume RUN` keeps the finished folds and
-continues an interrupted one from <fold>/checkpoints/last.ckpt (an ensemble's members from their own checkpoints).
+the MFCC statistics baseline (logistic regression or an RBF SVM, chosen by cross-validation on the training folds).
+Unset options take presets/synthetic.yaml without --data; with it presets/esc50.yaml, a small from-scratch model
+whose width, epochs, batch size and ensemble size are sized to the clips and the machine (printed, recorded in
+config.yaml), or presets/finetune.yaml when ImageNet FocalNet-T weights are in the Hugging Face cache; the sound
+paper's recipe is --preset paper. `--resume RUN` keeps the finished folds and continues an interrupted one from
+<fold>/checkpoints/last.ckpt (an ensemble's members from their own checkpoints).
 """
 from __future__ import annotations
 
@@ -30,11 +31,11 @@ import torch
 
 from focalmod.interpret import average_scores, scores_table
 from tasks.common import Run, Score, Summary, Task, TaskError, run_main, run_task
-from tasks.common.baseline import compare_with_baseline
+from tasks.common.baseline import BaselineChoice, compare_with_baseline
 from tasks.common.launch import is_rank_zero
 from tasks.common.reports import save_classification_report
 
-from .baseline import BASELINE_NAME, mfcc_baseline_accuracy
+from .baseline import baseline_name, mfcc_baseline
 from .data import LAYOUTS, PADS, FeatureCache, extract_features, read_sounds
 from .features import FEATURE_KINDS, FeatureConfig, FeatureExtractor
 from .models import AUDIO_MODELS, default_variant
@@ -251,9 +252,9 @@ def train(run: Run) -> Summary | None:
     run.say(f"features ready (cache: {cache.hits} hits, {cache.misses} computed)")
 
     splits = plan_splits(args.protocol, args.folds)
-    baseline = mfcc_baseline_accuracy(index, fcfg, cache_dir, splits) if run.is_rank_zero else {}
+    baseline = mfcc_baseline(index, fcfg, cache_dir, splits, args.seed) if run.is_rank_zero else {}
     if baseline:
-        run.say(f"baseline ({BASELINE_NAME}): " + ", ".join(f"{k} {v:.4f}" for k, v in baseline.items()))
+        run.say("baseline: " + ", ".join(f"{k} {v:.4f} ({c.name})" for k, (v, c) in baseline.items()))
     results: dict[str, dict] = {}
     for n, split in enumerate(splits, 1):
         done = run.dir / split.name / "result.json"
@@ -279,7 +280,8 @@ def _model_entry(options: argparse.Namespace, params: int) -> dict:
 
 
 def summarise(run: Run, index: Any, fcfg: FeatureConfig, kinds: list[argparse.Namespace], params: list[int],
-              results: dict[str, dict], cache: FeatureCache, baseline: dict[str, float]) -> Summary:
+              results: dict[str, dict], cache: FeatureCache, baseline: dict[str, tuple[float, BaselineChoice]]
+              ) -> Summary:
     """Pooled confusion matrix over the tested folds, the printed result line and the metrics. `kinds`: the
     options of the distinct members (one cycle of `--ensemble-models`, else `--model` alone), `params` theirs."""
     args = run.args
@@ -310,11 +312,17 @@ def summarise(run: Run, index: Any, fcfg: FeatureConfig, kinds: list[argparse.Na
                  "train_seconds_total": float(sum(train_seconds.values()))},
         "feature_cache": {"hits": cache.hits, "computed": cache.misses},
         "explanations": sum((r["explanations"] for r in results.values()), []),
-        "baseline_fold_accuracy": {str(r["test_fold"]): baseline[k] for k, r in results.items() if k in baseline},
+        "baseline_fold_accuracy": {str(r["test_fold"]): baseline[k][0] for k, r in results.items() if k in baseline},
+        "baseline_fold_choice": {str(r["test_fold"]): {"name": baseline[k][1].name,
+                                                       "cross_validation": baseline[k][1].cross_validation}
+                                 for k, r in results.items() if k in baseline},
     }
     metric = Score("mean_accuracy", extras["mean_accuracy"])
     tested = extras["baseline_fold_accuracy"]
-    base = Score(BASELINE_NAME, float(np.mean(list(tested.values())))) if len(tested) == len(accs) else None
+    base = None
+    if len(tested) == len(accs):
+        base = Score(baseline_name([baseline[k][1] for k in results if k in baseline]),
+                     float(np.mean(list(tested.values()))))
     folds = ", ".join(f"{k}: {v:.4f}" for k, v in accs.items())
     described = " + ".join(f"{m['name']}/{m['variant']} {m['params'] / 1e6:.2f}M" for m in models)
     members = f" x {args.ensemble} (ensemble)" if args.ensemble > 1 and len(models) == 1 else (

@@ -19,7 +19,6 @@ import torch
 from torchmetrics.functional.classification import multiclass_accuracy
 
 from ..common import Run, Score, Summary, Task, TaskError, write_csv
-from .baseline import BASELINE_NAME
 from .data import read_run_data
 from .predict import add_run_options, predict_probabilities
 from .protocol import plan_splits
@@ -71,10 +70,11 @@ def validate(run: Run) -> Summary:
     result = classifier.run / classifier.split / "result.json"
     trained_accuracy = json.loads(result.read_text())["accuracy"] if own_data and result.is_file() else None
     base = ((classifier.metrics or {}).get("baseline_fold_accuracy") or {}).get(str(fold)) if own_data else None
-    baseline = Score(BASELINE_NAME, base) if base is not None else None
+    base_name = ((classifier.metrics or {}).get("baseline") or {}).get("name") or "MFCC statistics baseline"
+    baseline = Score(base_name, base) if base is not None else None
     print(f"{classifier.split} on fold {fold} of {root}: accuracy {accuracy:.4f} ({len(picked)} clips)"
           + (f"; training reported {trained_accuracy:.4f}" if trained_accuracy is not None else "")
-          + (f"; baseline {BASELINE_NAME} {base:.4f}" if base is not None else "") + f"\nrun dir: {run.dir}",
+          + (f"; baseline {base_name} {base:.4f}" if base is not None else "") + f"\nrun dir: {run.dir}",
           flush=True)
     extras = dict(accuracy=accuracy, clips=len(picked), test_fold=fold, run=str(classifier.run),
                   fold=classifier.split, model=classifier.name, members=len(classifier.members),

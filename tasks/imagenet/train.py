@@ -24,7 +24,7 @@ from ..common.baseline import compare_with_baseline
 from ..common.callbacks import EpochPrinter
 from ..common.explain import explain_dataset
 from ..common.launch import is_rank_zero
-from .baseline import BASELINE_NAME, pixel_baseline_accuracy
+from .baseline import image_baseline
 from .data import Augment, FolderData, ImageFolderDataModule, Preprocess
 from .digits import default_cache_dir, digits_image_folder
 from .module import ClassificationModule
@@ -48,8 +48,9 @@ def add_options(p: argparse.ArgumentParser) -> None:
     d.add_argument("--cutmix", type=float, help="CutMix alpha (0 disables)")
     d.add_argument("--smoothing", type=float, help="label smoothing")
     d.add_argument("--baseline-max-train", type=int, default=20000,
-                   help="the baseline (logistic regression on 16x16 pixels) fits on at most this many training "
-                        "images, equally many per class; 0: no baseline")
+                   help="the baseline (logistic regression on pixels, HOG or HOG + colour histograms, chosen by "
+                        "cross-validation on the training images) fits on at most this many training images, "
+                        "equally many per class; 0: no baseline")
     m = p.add_argument_group("model")
     m.add_argument("--model", help="a focalmod.list_models() name (focalnet_*, hornet_*, ...) or a preset for the "
                    f"embedded digits: {', '.join(TASK_MODELS)} (equal-size comparison set)")
@@ -148,9 +149,11 @@ def train(run: Run) -> Summary | None:
     )
     metric, baseline = Score("top1", extras["top1"]), None
     if args.baseline_max_train > 0:
-        value, used = pixel_baseline_accuracy(data.train_set.reader.samples, data.val_set.reader.samples,
-                                              args.baseline_max_train)
-        baseline, extras["baseline_train_images"] = Score(BASELINE_NAME, value), used
+        chosen = image_baseline(data.train_set.reader.samples, data.val_set.reader.samples, args.baseline_max_train,
+                                args.seed)
+        baseline = Score(chosen.name, chosen.accuracy)
+        extras.update(baseline_train_images=chosen.train_images,
+                      baseline_cross_validation=chosen.choice.cross_validation)
     print(f"\ntop-1 {extras['top1']:.4f}  top-5 {extras['top5']:.4f}  ({extras['val_images']} val images) "
           f"after {extras['epochs']} epochs in {seconds:.0f} s ({extras['epoch_seconds']:.1f} s/epoch, "
           f"{extras['train_images_per_sec'] or 0:.0f} img/s)\n"

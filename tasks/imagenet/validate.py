@@ -28,7 +28,7 @@ from ..common.baseline import compare_with_baseline
 from ..common.explain import explain_dataset
 from ..common.trained import TrainedRun, newest_run
 from ..common.verbs import add_run_option
-from .baseline import BASELINE_NAME, pixel_baseline_accuracy
+from .baseline import image_baseline
 from .data import checked_dataset, eval_transform, split_classes, val_dir_of
 from .digits import default_cache_dir, digits_image_folder
 from .trained import Classifier, label_order
@@ -142,8 +142,9 @@ def _classifier(args: argparse.Namespace) -> tuple[TrainedRun | None, Classifier
 
 
 def _baseline(args: argparse.Namespace, trained: TrainedRun | None, dataset) -> Score | None:
-    """The training run's baseline (pixel logistic regression fitted on its training folder), re-scored on the
-    validated images; None for plain weights, a vanished training folder or `--baseline-max-train 0`."""
+    """The training run's baseline (logistic regression on the features cross-validation picks on its training
+    folder), re-scored on the validated images; None for plain weights, a vanished training folder or
+    `--baseline-max-train 0`."""
     if trained is None:
         return None
     max_train = args.baseline_max_train
@@ -156,8 +157,8 @@ def _baseline(args: argparse.Namespace, trained: TrainedRun | None, dataset) -> 
     if not max_train or not train_dir.is_dir():
         return None
     train_set = checked_dataset(train_dir, "--run (its training folder)", None)
-    value, _ = pixel_baseline_accuracy(train_set.reader.samples, dataset.reader.samples, max_train)
-    return Score(BASELINE_NAME, value)
+    chosen = image_baseline(train_set.reader.samples, dataset.reader.samples, max_train, trained.option("seed", 0))
+    return Score(chosen.name, chosen.accuracy)
 
 
 TASK = Task(name="imagenet-validate", module="tasks.imagenet validate", doc=__doc__, add_options=add_options,
