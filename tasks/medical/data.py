@@ -33,7 +33,7 @@ class DecathlonDataset:
     name: str
     labels: dict[int, str]
     modalities: list[str]
-    training: list[dict[str, str]]
+    training: list[dict[str, Any]]  # image: a path, or one path per channel (nnU-Net raw layout)
     test: list[str] = field(default_factory=list)
 
     @property
@@ -98,7 +98,8 @@ def _resolve(root: Path, entry: Any, where: str) -> Path:
 
 
 def read_decathlon(root: Path) -> DecathlonDataset:
-    """Parse and check `root/dataset.json`: labels, modalities, and that every listed file exists."""
+    """Parse and check `root/dataset.json`: labels, modalities, and that every listed file exists. A folder in
+    nnU-Net's raw layout (v2 dataset.json) is read by `tasks.medical.nnunet_raw` into the same structure."""
     root = Path(root)
     meta = root / "dataset.json"
     if not root.is_dir():
@@ -109,6 +110,10 @@ def read_decathlon(root: Path) -> DecathlonDataset:
         info = json.loads(meta.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise TaskError(f"{meta} is not valid JSON: {err}") from None
+    if isinstance(info, dict) and ("channel_names" in info or "file_ending" in info):  # nnU-Net v2 raw layout
+        from .nnunet_raw import read_nnunet_raw
+
+        return read_nnunet_raw(root, info)
     for key in ("labels", "training"):
         if key not in info:
             raise TaskError(f"{meta}: missing key {key!r} (Decathlon dataset.json has labels, modality, training)")
@@ -141,9 +146,17 @@ def _load(path: str) -> nib.spatialimages.SpatialImage:
         raise TaskError(f"cannot read {path} as NIfTI: {type(err).__name__}: {err}") from None
 
 
-def check_case(case: dict[str, str], labels: dict[int, str], spatial_dims: int, num_modalities: int) -> None:
+def check_case(case: dict[str, Any], labels: dict[int, str], spatial_dims: int, num_modalities: int) -> None:
     """Raise a TaskError naming the file unless image and label agree (spatial shape, affine), the image has
-    `spatial_dims` spatial axes (+ one modality axis when there are several) and every label value is declared."""
+    `spatial_dims` spatial axes (+ one modality axis when there are several) and every label value is declared.
+    An image given as a list (nnU-Net's raw layout: one file per channel) is checked file by file."""
+    if isinstance(case["image"], list):
+        if len(case["image"]) != num_modalities:
+            raise TaskError(f"{case['label']}: {len(case['image'])} channel file(s), dataset.json declares "
+                            f"{num_modalities}")
+        for channel in case["image"]:
+            check_case({"image": channel, "label": case["label"]}, labels, spatial_dims, 1)
+        return
     image, label = _load(case["image"]), _load(case["label"])
     img_shape, lbl_shape = tuple(image.shape), tuple(label.shape)
     expected_ndim = spatial_dims + (num_modalities > 1)

@@ -1,0 +1,170 @@
+"""nnU-Net as the yardstick: nnU-Net's default trainer, the Focal-UNet trainer inside nnU-Net and our own pipeline
+(`tasks.medical fit`) on the same split and the same number of training iterations, on the scan sets of
+benchmarks/realsets.
+
+    python -m benchmarks.nnunet_yardstick                       # both scan sets, 3d_fullres, 5 x 10 iterations
+    python -m benchmarks.nnunet_yardstick --configuration 2d --epochs 10 --iters 20 --sets mni-tissue
+
+Needs nnunetv2 (`focalmod[nnunet]`) and the realsets packages (nilearn; mricron-data for colin-structures; a set
+whose source is missing is reported and skipped). The split is `tasks.medical`'s (`split_cases`, --val-frac,
+--seed), written to nnU-Net's `splits_final.json` as fold 0, so all three train on the same cases and are scored on
+the same held-out cases, by one Dice function on the prediction files in the images' own grid. Every run is a child
+process with --threads torch threads (OMP_NUM_THREADS); CPU time is the child's user + system time.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+
+from tasks.common.files import write_table
+
+SETS = {"mni-tissue": 901, "colin-structures": 902}
+NNUNET_TRAINERS = {"nnunet_default": "nnUNetTrainerBudget", "nnunet_focal_unet": "nnUNetTrainerFocalUNetBudget"}
+
+
+def _child(cmd: list[str], env: dict[str, str], log: Path) -> tuple[float, float]:
+    """Run `cmd`; (CPU seconds of the child, wall seconds). Output goes to `log`."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    with open(log, "w") as out:
+        proc = subprocess.run(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=Path(__file__).parent.parent)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}); see {log}")
+    return after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, wall
+
+
+def dice_from_files(pred_files: dict[str, Path], label_files: dict[str, Path], labels: dict[int, str]
+                    ) -> dict[str, float]:
+    """Per-class Dice pooled over the cases (sum of intersections / sum of sizes), foreground classes only."""
+    inter = {k: 0 for k in labels if k}
+    size = {k: 0 for k in labels if k}
+    for case, label_path in label_files.items():
+        pred = np.asarray(nib.load(pred_files[case]).dataobj).astype(np.int64)
+        label = np.asarray(nib.load(label_path).dataobj).astype(np.int64)
+        if pred.shape != label.shape:
+            raise ValueError(f"{pred_files[case]}: shape {pred.shape}, label {label.shape}")
+        for k in inter:
+            inter[k] += int(((pred == k) & (label == k)).sum())
+            size[k] += int((pred == k).sum() + (label == k).sum())
+    return {labels[k]: 2 * inter[k] / size[k] if size[k] else float("nan") for k in inter}
+
+
+def run_set(name: str, args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
+    from benchmarks.realsets import REALSETS
+    from tasks.medical.data import read_decathlon, split_cases
+    from tasks.medical.nnunet_raw import write_nnunet_raw
+
+    dataset_id = SETS[name]
+    decathlon = REALSETS[name].write(work / name / "decathlon")
+    raw = write_nnunet_raw(read_decathlon(decathlon), work / "raw", dataset_id, name.replace("-", ""))
+    dataset = read_decathlon(raw)
+    train, val = split_cases(dataset.training, args.val_frac, args.seed)
+    case_id = {c["label"]: Path(c["label"]).name[: -len(".nii.gz")] for c in dataset.training}
+    env = dict(os.environ, nnUNet_raw=str(work / "raw"), nnUNet_preprocessed=str(work / "preprocessed"),
+               nnUNet_results=str(work / "results"), nnUNet_n_proc_DA="1", nnUNet_def_n_proc="1",
+               OMP_NUM_THREADS=str(args.threads), FOCALMOD_NNUNET_EPOCHS=str(args.epochs),
+               FOCALMOD_NNUNET_ITERS=str(args.iters), FOCALMOD_NNUNET_VAL_ITERS=str(args.val_iters))
+    logs = work / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    _child(["nnUNetv2_plan_and_preprocess", "-d", str(dataset_id), "-c", args.configuration, "-np", "1",
+            "--verify_dataset_integrity"], env, logs / f"{name}_plan.log")
+    pre = next((work / "preprocessed").glob(f"Dataset{dataset_id:03d}_*"))
+    (pre / "splits_final.json").write_text(json.dumps([{"train": [case_id[c["label"]] for c in train],
+                                                        "val": [case_id[c["label"]] for c in val]}]))
+    plans = json.loads((pre / "nnUNetPlans.json").read_text())["configurations"][args.configuration]
+    labels = {case_id[c["label"]]: Path(c["label"]) for c in val}
+    rows = []
+    env["nnUNet_n_proc_DA"] = "0"
+    iterations = args.epochs * args.iters
+    for model, trainer in NNUNET_TRAINERS.items():
+        cpu, wall = _child([sys.executable, "-m", "focalmod.integrations.nnunet", "train", str(dataset_id),
+                            args.configuration, "0", "-tr", trainer, "-device", "cpu"], env,
+                           logs / f"{name}_{model}.log")
+        folder = (work / "results" / pre.name / f"{trainer}__nnUNetPlans__{args.configuration}" / "fold_0" /
+                  "validation")
+        preds = {case: folder / f"{case}.nii.gz" for case in labels}
+        rows.append(_row(name, model, dice_from_files(preds, labels, dataset.labels), cpu, wall,
+                         f"nnU-Net {args.configuration}, patch {plans['patch_size']}, batch {plans['batch_size']}, "
+                         f"{args.epochs} x {args.iters} it, SGD 0.01 poly, DC+CE, deep supervision, mirror TTA"))
+    run = work / "runs" / name
+    cpu, wall = _child([sys.executable, "-m", "tasks.medical", "fit", "--data", str(raw), "--max-steps",
+                        str(iterations), "--val-frac", str(args.val_frac), "--seed", str(args.seed), "--threads",
+                        str(args.threads), "--no-progress", "--print-every", "0", "--out", str(run)], env,
+                       logs / f"{name}_tasks_medical.log")
+    metrics = json.loads((run / "metrics.json").read_text())
+    preds = {Path(p).name[: -len("_seg.nii.gz")]: Path(p) for p in metrics["predictions"]}
+    preds = {case: preds[f"{case}_0000"] for case in labels}
+    rows.append(_row(name, "tasks.medical focal_unet", dice_from_files(preds, labels, dataset.labels), cpu, wall,
+                     f"tasks.medical fit (decathlon preset), ROI {metrics.get('roi_size')}, {iterations} steps, "
+                     "AdamW, DiceCE, sliding window"))
+    return rows
+
+
+def _row(dataset: str, model: str, dice: dict[str, float], cpu: float, wall: float, settings: str) -> dict:
+    values = [v for v in dice.values() if v == v]
+    return {"dataset": dataset, "model": model, "dice_mean": float(np.mean(values)) if values else float("nan"),
+            **{f"dice_{k}": v for k, v in dice.items()}, "cpu_s": round(cpu, 1), "wall_s": round(wall, 1),
+            "settings": settings}
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.nnunet_yardstick", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sets", nargs="+", default=list(SETS), choices=list(SETS))
+    parser.add_argument("--configuration", default="3d_fullres", choices=["2d", "3d_fullres"])
+    parser.add_argument("--epochs", type=int, default=5, help="nnU-Net epochs of the budget")
+    parser.add_argument("--iters", type=int, default=10, help="training iterations per epoch (tasks.medical: "
+                                                               "--max-steps epochs x iters)")
+    parser.add_argument("--val-iters", type=int, default=2, help="nnU-Net's pseudo-Dice iterations per epoch")
+    parser.add_argument("--val-frac", type=float, default=0.25)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/nnunet_yardstick"))
+    args = parser.parse_args(argv)
+    work = args.out / "work"
+    rows, skipped = [], []
+    for name in args.sets:
+        try:
+            rows += run_set(name, args, work)
+        except FileNotFoundError as err:  # the set's source package is not installed
+            skipped.append(f"{name}: {err}")
+            print(f"skipping {name}: {err}", flush=True)
+    import torch
+
+    notes = [f"Same split (tasks.medical split_cases, val-frac {args.val_frac}, seed {args.seed}; nnU-Net fold 0 via "
+             f"splits_final.json), {args.epochs * args.iters} training iterations each; Dice pooled over the "
+             "validation cases on the prediction files in the images' grid. CPU s: child process user+system time, "
+             f"{args.threads} thread(s); {platform.machine()}, torch {torch.__version__}, "
+             f"nnunetv2 {_version('nnunetv2')}, monai {_version('monai')}.",
+             *(f"Skipped {s}" for s in skipped)]
+    if rows:
+        write_table(rows, args.out, "nnunet_yardstick", title="nnU-Net yardstick: nnU-Net vs Focal-UNet in nnU-Net vs "
+                    "tasks.medical", notes=notes)
+        print((args.out / "nnunet_yardstick.md").read_text(), flush=True)
+    return rows
+
+
+def _version(package: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "not installed"
+
+
+if __name__ == "__main__":
+    main()
