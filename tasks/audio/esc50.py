@@ -33,12 +33,14 @@ from focalmod.interpret import average_scores, scores_table
 from tasks.common import Run, Score, Summary, Task, TaskError, run_main, run_task
 from tasks.common.baseline import BaselineChoice, compare_with_baseline
 from tasks.common.launch import is_rank_zero
+from tasks.common.options import add_settings
 from tasks.common.reports import save_classification_report
 
 from .baseline import baseline_name, mfcc_baseline
 from .data import LAYOUTS, PADS, FeatureCache, extract_features, read_sounds
 from .features import FEATURE_KINDS, FeatureConfig, FeatureExtractor
 from .models import AUDIO_MODELS, default_variant
+from .module import TrainConfig
 from .protocol import build_model_from_options, member_options, model_overrides, plan_splits, run_split
 from .sizing import choose_preset, count_training_clips, size_to_data
 from .synth import generate_synthetic_esc50
@@ -105,11 +107,8 @@ def add_options(p: argparse.ArgumentParser) -> None:
                         "...; it also names the variant) or a checkpoint file")
     m.add_argument("--resize", default=None, help="resize the 2D input to T,F (the paper uses 224,224)")
     t = p.add_argument_group("training")
-    t.add_argument("--epochs", type=int, default=None, help="epochs per fold")
+    add_settings(t, TrainConfig, unset=True)  # --epochs, --lr, ..., --time-shift
     t.add_argument("--batch-size", type=int, default=None, help="batch size per device")
-    t.add_argument("--lr", type=float, default=None, help="AdamW peak learning rate")
-    t.add_argument("--weight-decay", type=float, default=None, help="AdamW weight decay (not on norms/biases)")
-    t.add_argument("--warmup-epochs", type=float, default=None, help="linear warmup, then cosine decay")
     t.add_argument("--ensemble", type=int, default=1,
                    help="members trained per split (seeds apart); the split is scored on their averaged class "
                         "probabilities, each member's accuracy is reported too; --explain explains the first member. "
@@ -120,13 +119,6 @@ def add_options(p: argparse.ArgumentParser) -> None:
                         "(e.g. focalnet1d:64,focalnet2d:32; WIDTH overrides --embed-dim); default: every member is "
                         "--model. Unset with --data: below 1000 training clips and with --model focalnet1d, "
                         "focalnet1d:64,focalnet2d:32 (the 1D and the 2D net)")
-    t.add_argument("--label-smoothing", type=float, default=0.1, help="label smoothing")
-    t.add_argument("--mixup", type=float, default=None, help="mixup alpha (0 = off)")
-    t.add_argument("--freq-mask", type=int, default=None, help="SpecAugment frequency-mask width (0 = off)")
-    t.add_argument("--time-mask", type=int, default=None, help="SpecAugment time-mask width in frames (0 = off)")
-    t.add_argument("--num-masks", type=int, default=2, help="masks of each kind per example")
-    t.add_argument("--gain-db", type=float, default=None, help="random gain in +-dB (0 = off)")
-    t.add_argument("--time-shift", type=float, default=None, help="random circular shift, fraction of the clip")
     o = p.add_argument_group("interpretation")
     o.add_argument("--explain", type=int, default=None,
                    help="per tested fold, explain N test clips: score the modulator and gate maps beside Grad-CAM, "

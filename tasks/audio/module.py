@@ -19,6 +19,7 @@ from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from tasks.common.optim import adamw_without_1d_decay, cosine_warmup_scheduler
+from tasks.common.options import setting
 
 from .features import apply_gain
 
@@ -27,19 +28,21 @@ __all__ = ["AudioClassifierModule", "TrainConfig"]
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimiser and augmentation settings (the CLI's training options)."""
+    """Optimiser and augmentation settings, declared once: each field is a flag of `fit` (`--warmup-epochs`, ...),
+    a preset key and a config.yaml key (`add_settings(..., unset=True)`: the presets and the sizing decide them; a
+    field's default is what a run gets when nothing does)."""
 
-    epochs: int = 30
-    lr: float = 1e-3
-    weight_decay: float = 0.05
-    warmup_epochs: float = 1.0
-    label_smoothing: float = 0.1
-    mixup: float = 0.0
-    freq_mask: int = 0
-    time_mask: int = 0
-    num_masks: int = 2
-    gain_db: float = 0.0
-    time_shift: float = 0.0
+    epochs: int = setting(30, "epochs per fold")
+    lr: float = setting(1e-3, "AdamW peak learning rate")
+    weight_decay: float = setting(0.05, "AdamW weight decay (not on norms/biases)")
+    warmup_epochs: float = setting(1.0, "linear warmup, then cosine decay")
+    label_smoothing: float = setting(0.1, "label smoothing")
+    mixup: float = setting(0.0, "mixup alpha (0 = off)")
+    freq_mask: int = setting(0, "SpecAugment frequency-mask width (0 = off)")
+    time_mask: int = setting(0, "SpecAugment time-mask width in frames (0 = off)")
+    num_masks: int = setting(2, "masks of each kind per example")
+    gain_db: float = setting(0.0, "random gain in +-dB (0 = off)")
+    time_shift: float = setting(0.0, "random circular shift, fraction of the clip")
 
 
 class AudioClassifierModule(pl.LightningModule):

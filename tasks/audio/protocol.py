@@ -19,6 +19,7 @@ from tasks.common import Run, TaskError, ThroughputLogger
 from tasks.common.callbacks import EpochPrinter
 from tasks.common.explain import pick_per_class
 from tasks.common.files import atomic_write, write_csv
+from tasks.common.options import from_args
 from tasks.common.reports import save_classification_report
 
 from .data import ESC50Index, load_waveform
@@ -146,14 +147,14 @@ def _train_member(run: Run, split: Split, member: int, index: ESC50Index, feats:
     train_idx, val_idx = indices
     pl.seed_everything(args.seed + split.test + MEMBER_SEED_STRIDE * member, workers=True, verbose=False)
     train_x = feats[train_idx]
-    tcfg = TrainConfig(**{k: getattr(args, k) for k in TrainConfig.__dataclass_fields__})
+    tcfg = from_args(TrainConfig, args)
     model = build_model_from_options(member_options(args, member), len(index.targets), fcfg)
     info = {"classes": index.class_names, "features": fcfg.to_dict(), "split": split.name, "member": member}
     module = AudioClassifierModule(model, len(index.targets), fcfg.kind,
                                    float(train_x.mean()), float(train_x.std().clamp_min(1e-6)), tcfg, info)
     paper = args.protocol == "paper-split"  # cv: no model selection on the held-out fold
     member_dir = run.dir / split.name / (f"member{member}" if member else "")
-    trainer = run.trainer(args.epochs, monitor="val/acc" if paper else None, dir=member_dir,
+    trainer = run.trainer(tcfg.epochs, monitor="val/acc" if paper else None, dir=member_dir,
                           callbacks=[ThroughputLogger(), EpochPrinter(["train/acc", "val/acc"])])
     seconds = run.fit(trainer, module, _loader(train_x, labels[train_idx], args, True),
                       _loader(feats[val_idx], labels[val_idx], args, False))

@@ -13,7 +13,9 @@ in one place; presets, config.yaml and `--resume` work on the flags as for every
     detector = from_args(Detector, args)
 
 A field's `flag` names another flag (kept for compatibility, e.g. `--backbone-arg` for `backbone_overrides`); a
-`dict` field is read from a repeatable `KEY=VALUE` flag (`parse_key_values`).
+`dict` field is read from a repeatable `KEY=VALUE` flag (`parse_key_values`). `add_settings(..., unset=True)` leaves
+the flags unset (None) so that presets or the task's sizing decide them; `from_args` then takes the field's default
+for what nothing set.
 """
 from __future__ import annotations
 
@@ -38,13 +40,15 @@ def setting(default: Any, help: str, flag: str | None = None, metavar: str | Non
     return dataclasses.field(default=default, metadata=metadata)
 
 
-def add_settings(group: Any, cls: type) -> None:
-    """One flag per field of the dataclass `cls`, added to `group` (an argparse parser or argument group)."""
+def add_settings(group: Any, cls: type, unset: bool = False) -> None:
+    """One flag per field of the dataclass `cls`, added to `group` (an argparse parser or argument group); with
+    `unset` the flags default to None (decided by a preset, the task's sizing or else the field's default)."""
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         flag, dest = _flag(f)
         kind, nullable = _unwrap(hints[f.name])
-        kwargs: dict[str, Any] = dict(dest=dest, default=_default(f), help=f.metadata.get("help", ""))
+        kwargs: dict[str, Any] = dict(dest=dest, default=None if unset else _default(f),
+                                      help=f.metadata.get("help", "") + (f" (else {_default(f)})" if unset else ""))
         if f.metadata.get("metavar"):
             kwargs["metavar"] = f.metadata["metavar"]
         origin = typing.get_origin(kind)
@@ -64,12 +68,15 @@ def add_settings(group: Any, cls: type) -> None:
 
 
 def from_args(cls: type, args: argparse.Namespace) -> Any:
-    """The dataclass `cls` from parsed options (the flags `add_settings` added)."""
+    """The dataclass `cls` from parsed options (the flags `add_settings` added); an option nothing set (None) takes
+    the field's default."""
     hints = typing.get_type_hints(cls)
     values = {}
     for f in dataclasses.fields(cls):
         flag, dest = _flag(f)
         value = getattr(args, dest)
+        if value is None:
+            value = _default(f)
         kind, _ = _unwrap(hints[f.name])
         if typing.get_origin(kind) is dict or kind is dict:
             value = parse_key_values(value, flag)
