@@ -155,3 +155,24 @@ def test_intensity_windows_are_chosen_on_training_cases_and_scored_per_class() -
     assert max(window_dice(noise[:2], noise[2:], 2)[1]) < 0.6, "intensity unrelated to the label: near chance"
     absent = [(i, np.where(lbl == 2, 0, lbl)) for i, lbl in val]
     assert np.isnan(window_dice(train, absent, 2)[1][1]), "a class no validation case holds has no Dice"
+
+
+def test_the_voxel_classifier_uses_context_and_position_where_one_intensity_window_cannot() -> None:
+    """Two classes of the same intensity, told apart by where they are (left / right half) and by the texture around
+    them: the best window can only take both or neither, the voxel classifier separates them."""
+    from tasks.medical.baseline import scan_baseline, voxel_features
+
+    rng = np.random.default_rng(0)
+
+    def case() -> tuple[np.ndarray, np.ndarray]:
+        label = np.zeros((12, 16, 16), np.int64)
+        label[3:9, 4:12, 2:7] = 1
+        label[3:9, 4:12, 9:14] = 2
+        image = np.where(label > 0, 10.0, 0.0) + rng.normal(0, 1, label.shape)
+        return image.astype(np.float32), label
+
+    train, val = [case() for _ in range(3)], [case() for _ in range(2)]
+    assert voxel_features(train[0][0]).shape == (12 * 16 * 16, 1 + 3 + 3)
+    base = scan_baseline(train, val, 2)
+    assert min(base.per_class) > 0.9 and base.dice == pytest.approx(np.mean(base.per_class))
+    assert max(base.window_per_class) < 0.75, "one window takes both same-intensity classes: at most 2/3 Dice"

@@ -37,7 +37,7 @@ from tasks.common.launch import is_rank_zero
 from tasks.common.lifecycle import build_parser as task_parser
 from tasks.common.measure import StepTimer, interleaved_step_times, peak_memory_mb, reset_peak_memory
 
-from .baseline import BASELINE_NAME, network_view, window_dice
+from .baseline import WINDOW_NAME, network_view, scan_baseline
 from .data import CROP_SAMPLERS, build_transforms, check_case, data_config, read_decathlon, split_cases
 from .module import MODELS, SegmentationModule, build_model, size_divisor
 from .predict import predict_files
@@ -244,10 +244,12 @@ def train(run: Run) -> Summary | list[dict[str, Any]] | None:
         "device": str(device), "threads": torch.get_num_threads(),
     }
     view = build_transforms(cfg, train=False)
-    base_dice, base_per_class = window_dice(network_view(train_cases, view), network_view(val_cases, view),
-                                            dataset.num_classes - 1)
-    baseline = Score(BASELINE_NAME, base_dice)
-    extras["baseline_dice_per_class"] = dict(zip(dataset.class_names[1:], base_per_class))
+    base = scan_baseline(network_view(train_cases, view), network_view(val_cases, view), dataset.num_classes - 1,
+                         args.seed)
+    baseline = Score(base.name, base.dice)
+    extras["baseline_dice_per_class"] = dict(zip(dataset.class_names[1:], base.per_class))
+    extras["window_baseline"] = {"name": WINDOW_NAME, "dice": base.window_dice,
+                                 "dice_per_class": dict(zip(dataset.class_names[1:], base.window_per_class))}
     if not args.no_predict:
         written = predict_files(module, [c["image"] for c in val_cases], cfg, run.dir / "predictions", device)
         extras["predictions"] = [str(p) for p in written]
@@ -324,7 +326,8 @@ def compare(run: Run) -> list[dict[str, Any]]:
             f"torch {torch.__version__}, monai {monai.__version__}, {platform.machine()}.",
         ]
         if ref["baseline"] is not None:
-            notes.append(f"Best intensity-window Dice on the same cases (no network): {ref['baseline']['value']:.3f}.")
+            notes.append(f"Baseline ({ref['baseline']['name']}) Dice on the same cases: "
+                         f"{ref['baseline']['value']:.3f}.")
     write_table(rows, run_dir, "results", title=f"{TASK.name}: FocalUNet vs MONAI UNet vs SwinUNETR", notes=notes)
     print((run_dir / "results.md").read_text(), flush=True)
     return rows

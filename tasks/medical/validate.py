@@ -22,7 +22,7 @@ from ..common import Run, Score, Summary, Task, TaskError, write_csv
 from ..common.baseline import compare_with_baseline
 from ..common.trained import TrainedRun
 from ..common.verbs import add_run_option
-from .baseline import BASELINE_NAME, network_view, window_dice
+from .baseline import network_view, scan_baseline
 from .data import build_transforms, check_case, read_decathlon, split_cases
 
 
@@ -80,8 +80,9 @@ def validate(run: Run) -> Summary:
     baseline = None
     if train_cases is not None:
         view = build_transforms(cfg, train=False)
-        value, _ = window_dice(network_view(train_cases, view), network_view(cases, view), k - 1)
-        baseline = Score(BASELINE_NAME, value)
+        base = scan_baseline(network_view(train_cases, view), network_view(cases, view), k - 1,
+                             trained.option("seed", 0))
+        baseline = Score(base.name, base.dice)
     metric = Score("dice", mean)
     print(f"{hp['model_name']}: Dice {mean if mean is None else round(mean, 4)} ("
           + ", ".join(f"{n} {v:.3f}" for n, v in zip(dataset.class_names[1:], per_class)) + f") on {len(cases)} "
