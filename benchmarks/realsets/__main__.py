@@ -1,7 +1,8 @@
-"""`python -m benchmarks.realsets list | write NAME OUT [--source PATH]`."""
+"""`python -m benchmarks.realsets list | write NAME OUT [--source PATH] | run NAME OUT [--seeds S ...] [-- ARGS]`."""
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from . import REALSETS
@@ -15,7 +16,22 @@ def main(argv: list[str] | None = None) -> Path | None:
     write.add_argument("name", choices=sorted(REALSETS))
     write.add_argument("out", type=Path, help="folder to write (emptied first)")
     write.add_argument("--source", type=Path, help="where the package's files are (default: where it installs them)")
-    args = parser.parse_args(argv)
+    run = sub.add_parser("run", help="write the set (once) and run its task CLI over seeds: mean +- std, verdict")
+    run.add_argument("name", choices=sorted(REALSETS))
+    run.add_argument("out", type=Path, help="folder for the set (data/) and the runs (seed<S>/, seeds.md)")
+    run.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds (default: 0 1 2)")
+    run.add_argument("--source", type=Path, help="where the package's files are (default: where it installs them)")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra = argv[argv.index("--") + 1:] if "--" in argv else []
+    args = parser.parse_args(argv[: argv.index("--")] if "--" in argv else argv)
+    if args.command == "run":
+        from .seeds import run_seeds
+
+        data = args.out / "data"
+        if not (data / "SOURCE.json").is_file():
+            data = REALSETS[args.name].write(data, **({"source": args.source} if args.source else {}))
+        run_seeds(args.name, REALSETS[args.name].task, data, args.out, args.seeds, extra)
+        return args.out
     if args.command == "list":
         for name, s in REALSETS.items():
             print(f"{name:18s} {s.task:22s} {s.provenance.package}: {s.provenance.description}")
