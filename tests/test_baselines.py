@@ -160,7 +160,7 @@ def test_intensity_windows_are_chosen_on_training_cases_and_scored_per_class() -
 def test_the_voxel_classifier_uses_context_and_position_where_one_intensity_window_cannot() -> None:
     """Two classes of the same intensity, told apart by where they are (left / right half) and by the texture around
     them: the best window can only take both or neither, the voxel classifier separates them."""
-    from tasks.medical.baseline import scan_baseline, voxel_features
+    from tasks.medical.baseline import BASELINE_NAME, scan_baseline, voxel_features
 
     rng = np.random.default_rng(0)
 
@@ -174,5 +174,8 @@ def test_the_voxel_classifier_uses_context_and_position_where_one_intensity_wind
     train, val = [case() for _ in range(3)], [case() for _ in range(2)]
     assert voxel_features(train[0][0]).shape == (12 * 16 * 16, 1 + 3 + 3)
     base = scan_baseline(train, val, 2)
-    assert min(base.per_class) > 0.9 and base.dice == pytest.approx(np.mean(base.per_class))
-    assert max(base.window_per_class) < 0.75, "one window takes both same-intensity classes: at most 2/3 Dice"
+    assert min(base.voxel[1]) > 0.9 and base.voxel[0] == pytest.approx(np.mean(base.voxel[1]))
+    assert max(base.window[1]) < 0.75, "one window takes both same-intensity classes: at most 2/3 Dice"
+    # chosen by 2-fold CV over the training cases: the classifier, which is better there too
+    assert base.name == BASELINE_NAME and base.dice == base.voxel[0] and base.per_class == base.voxel[1]
+    assert base.cross_validation["best intensity window"] < base.cross_validation[BASELINE_NAME]

@@ -149,7 +149,8 @@ def test_export_reloads_in_onnxruntime_and_monai_bundle_run(fitted, inputs, pred
                                                                              "2": "class2"}
     assert check_metadata({k: v for k, v in meta.items() if k != "authors"}) == ["authors"]
     card = (bundle / "docs" / "README.md").read_text()
-    assert "dice" in card and "voxel classifier" in card and "python -m tasks.medical fit" in card
+    baseline = json.loads((fitted / "run" / "metrics.json").read_text())["baseline"]["name"]
+    assert "dice" in card and baseline in card and "python -m tasks.medical fit" in card
 
     segmentations = tmp_path / "seg"
     command = [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(bundle / "configs" / "inference.json"),

@@ -1,6 +1,7 @@
 """benchmarks.realsets: each generator on a tiny source tree in the real package's format (Hydrogen drumkit.xml +
-samples, Tux Paint and Hedgewars OGGs, Fashion-MNIST IDX files, scikit-image's lfw_subset.npy, RGBA stamps, the
-nilearn MNI152 and MRIcron Colin27/AAL NIfTI files); what it writes must pass the task loaders' own checks."""
+samples, Tux Paint and Hedgewars OGGs, Fashion-MNIST IDX files, scikit-image's lfw_subset.npy, RGBA stamps and
+objects, the nilearn MNI152 and MRIcron Colin27/AAL NIfTI files); what it writes must pass the task loaders' own
+checks."""
 from __future__ import annotations
 
 import gzip
@@ -14,7 +15,7 @@ import soundfile as sf
 from PIL import Image
 
 from benchmarks.realsets import REALSETS
-from benchmarks.realsets.images import read_idx, write_faces, write_fashion, write_stamps
+from benchmarks.realsets.images import read_idx, write_faces, write_fashion, write_objects, write_stamps
 from benchmarks.realsets.scans import brain_blocks, write_colin_structures, write_mni_tissue
 from benchmarks.realsets.sounds import (
     DRUM_FOLDS,
@@ -23,6 +24,7 @@ from benchmarks.realsets.sounds import (
     write_drums,
     write_languages,
     write_phrases,
+    write_voices,
 )
 from tasks.audio.data import read_esc50
 
@@ -87,6 +89,28 @@ def test_phrases_set_holds_out_whole_voices(tmp_path: Path) -> None:
     assert [phrase_class(s) for s in ("Ow3", "Ooff1", "Takecover")] == ["ow", "ooff", "takecover"]
 
 
+def test_voices_set_holds_out_whole_phrases(tmp_path: Path) -> None:
+    source = tmp_path / "voices"
+    stems = ("Hello", "Uh-oh", "Jump1", "Jump2", "Traitor", "Takecover", "Ow1", "Ow2", "Ooff1")
+    for v, voice in enumerate(("British", "Default_es", "Pirate")):
+        (source / voice).mkdir(parents=True)
+        for n, stem in enumerate(stems + (("Extra",) if v == 0 else ())):
+            sf.write(source / voice / f"{stem}.ogg", _tone(0.3, 200 + 100 * n + 30 * v), RATE, format="OGG",
+                     subtype="VORBIS")
+    (source / "empty").mkdir()  # not a voice pack: no recordings
+    root = write_voices(tmp_path / "out", source)
+    index = read_esc50(root)
+    assert index.class_names == ["british", "default_es", "pirate"] and len(index.clips) == 3 * len(stems)
+    assert sorted(set(index.folds.tolist())) == [1, 2, 3, 4, 5], "7 phrases dealt to 5 folds"
+    fold_of = {}
+    for clip in index.clips:  # every recording of a phrase (grunts pooled) in one fold, in every voice
+        assert fold_of.setdefault(clip.src_file.rstrip("0123456789"), clip.fold) == clip.fold
+    provenance = json.loads((root / "SOURCE.json").read_text())
+    assert provenance["counts"]["classes"] == 3 and provenance["counts"]["phrases"] == len(stems)
+    with pytest.raises(FileNotFoundError, match="apt-get install hedgewars-data"):
+        write_voices(tmp_path / "none", tmp_path / "missing")
+
+
 def test_languages_set_keeps_a_stamp_in_one_fold(tmp_path: Path) -> None:
     source = tmp_path / "stamps"
     (source / "animals").mkdir(parents=True)
@@ -135,6 +159,18 @@ def test_fashion_faces_and_stamps_write_image_folders(tmp_path: Path) -> None:
     assert len(list((stamps.train_dir / "bird").glob("*.jpg"))) == 2, "cartoon stamps are left out"
     photo = np.asarray(Image.open(next((stamps.train_dir / "bird").glob("*.jpg"))))
     assert photo.shape == (20, 30, 3) and photo[0, 0].min() > 240, "transparent pixels become white"
+    for f, folder in enumerate(("symbols/money/euro", "symbols/money/us/coins", "symbols/money/00_symbols",
+                                "household/tools", "hobbies/music/string", "animals/fish", "space/planets", "space")):
+        (stamps_src / folder).mkdir(parents=True, exist_ok=True)
+        for i in range(3):
+            name = f"coin{i}" if "money" in folder else f"o{f}{i}"  # the same coin name in two currencies
+            Image.fromarray(np.full((12, 16, 4), 128, np.uint8)).save(stamps_src / folder / f"{name}.png")
+    objects = FolderData.from_root(write_objects(tmp_path / "objects", stamps_src))
+    assert objects.classes == ["fish", "instrument", "money", "space", "tool"]
+    money = sorted(p.name for p in (tmp_path / "objects").rglob("money/*.jpg"))
+    assert len(money) == 6 and "euro_coin0.jpg" in money and "us_coins_coin0.jpg" in money, "no currency signs"
+    assert len(list((objects.train_dir / "space").glob("*.jpg"))) + len(
+        list((objects.val_dir / "space").glob("*.jpg"))) == 6, "sub-folders belong to their class"
 
 
 def _nifti(path: Path, data: np.ndarray, affine: np.ndarray) -> None:

@@ -6,18 +6,21 @@
   100 faces then 100 other patches, 25 x 25 grey).
 - `stamps`: colour photos of animals, fruit, vegetables and flowers cut out for Tux Paint (Debian
   `tuxpaint-stamps-default`, cartoons left out), put on a white background, any size; a class is its stamp folder.
+- `objects`: the same package's photo stamps of other things: coins and banknotes, tools, musical instruments, fish,
+  planets and the moon (other folders than `stamps`, so no image is in both sets).
 """
 from __future__ import annotations
 
 import gzip
 import struct
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
 from .writers import Provenance, fresh_dir, write_image_folder
 
-__all__ = ["FACES", "FASHION", "STAMPS", "write_faces", "write_fashion", "write_stamps"]
+__all__ = ["FACES", "FASHION", "OBJECTS", "STAMPS", "write_faces", "write_fashion", "write_objects", "write_stamps"]
 
 FASHION = Provenance("fashion", "dataset-fashion-mnist (Debian)", "MIT",
                      "Fashion-MNIST product photos, 28x28 grey, 10 classes; val from its test file")
@@ -25,12 +28,17 @@ FACES = Provenance("faces", "scikit-image (PyPI), skimage/data/lfw_subset.npy", 
                    "25x25 grey crops: 100 faces (Labeled Faces in the Wild) and 100 non-face patches")
 STAMPS = Provenance("stamps", "tuxpaint-stamps-default (Debian)", "GPL-2 / CC (per stamp, see its copyright file)",
                     "colour photos of birds, mammals, fruit, vegetables, flowers on white; 2/3 train, 1/3 val")
+OBJECTS = Provenance("objects", "tuxpaint-stamps-default (Debian)", "GPL-2 / CC (per stamp, see its copyright file)",
+                     "colour photos of money, tools, musical instruments, fish, planets on white; 2/3 train, 1/3 val")
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_CLASSES = ("t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "boot")
 STAMP_DIR = Path("/usr/share/tuxpaint/stamps")
 STAMP_CLASSES = {"bird": "animals/birds", "mammal": "animals/mammals", "fruit": "food/fruit",
                  "vegetable": "food/vegetables", "flower": "plants/flowers"}
+OBJECT_CLASSES = {"money": "symbols/money", "tool": "household/tools", "instrument": "hobbies/music",
+                  "fish": "animals/fish", "space": "space"}
+NOT_PHOTOS = {"cartoon", "00_symbols"}  # stamp folders of drawings: cartoons, currency signs
 
 
 def _image(array: np.ndarray):
@@ -105,21 +113,34 @@ def _on_white(path: Path):
 
 
 def write_stamps(out: Path, source: Path = STAMP_DIR, val_fraction: float = 1 / 3, seed: int = 0) -> Path:
-    """Every photo stamp (PNG, not under a `cartoon` folder) of the `STAMP_CLASSES` folders and their sub-folders,
+    """Every photo stamp (PNG, not under a `NOT_PHOTOS` folder) of the `STAMP_CLASSES` folders and their sub-folders,
     as JPEG on white; a random `val_fraction` of each class for validation."""
-    source = Path(source)
+    return _write_stamp_classes(out, Path(source), STAMP_CLASSES, STAMPS, val_fraction, seed)
+
+
+def write_objects(out: Path, source: Path = STAMP_DIR, val_fraction: float = 1 / 3, seed: int = 0) -> Path:
+    """As `write_stamps`, for the `OBJECT_CLASSES` folders."""
+    return _write_stamp_classes(out, Path(source), OBJECT_CLASSES, OBJECTS, val_fraction, seed)
+
+
+def _write_stamp_classes(out: Path, source: Path, classes: dict[str, str], provenance: Provenance,
+                         val_fraction: float, seed: int) -> Path:
     if not source.is_dir():
         raise FileNotFoundError(f"{source} not found: apt-get install tuxpaint-stamps-default, or pass --source")
     rng = np.random.default_rng(seed)
     root = fresh_dir(out)
     counts = {}
-    for label, folder in STAMP_CLASSES.items():
-        files = sorted(p for p in (source / folder).rglob("*.png") if "cartoon" not in p.relative_to(source).parts)
+    for label, folder in classes.items():
+        files = sorted(p for p in (source / folder).rglob("*.png")
+                       if not NOT_PHOTOS & set(p.relative_to(source).parts))
         val = set(rng.permutation(len(files))[: round(val_fraction * len(files))].tolist())
-        write_image_folder(root, (("val" if i in val else "train", label, f"{p.stem}.jpg", _on_white(p))
+        stems = Counter(p.stem for p in files)  # a stem in two sub-folders (US and Canadian pennies): named by path
+        names = [f"{p.stem if stems[p.stem] == 1 else '_'.join(p.relative_to(source / folder).with_suffix('').parts)}"
+                 ".jpg" for p in files]
+        write_image_folder(root, (("val" if i in val else "train", label, names[i], _on_white(p))
                                   for i, p in enumerate(files)))
         counts[label] = {"train": len(files) - len(val), "val": len(val)}
     if not any(c["train"] for c in counts.values()):
-        raise FileNotFoundError(f"{source}: no photo stamps under {', '.join(STAMP_CLASSES.values())}")
-    STAMPS.record(root, "tuxpaint-stamps-default", source, counts)
+        raise FileNotFoundError(f"{source}: no photo stamps under {', '.join(classes.values())}")
+    provenance.record(root, "tuxpaint-stamps-default", source, counts)
     return root

@@ -9,6 +9,9 @@
 - `languages`: which language is spoken, from the stamp names that volunteers recorded for Tux Paint in eight
   languages (`tuxpaint-stamps-default`: `<stamp>_desc_<lang>.ogg`, about 1 s each). A clip is four different
   names of one language, 0.25 s apart; the folds are stamps (a stamp's recordings in every language sit in one fold).
+- `voices`: who speaks, from the same Hedgewars voice packs as `phrases` with the roles swapped: the class is the
+  voice pack (all 15: the 11 English ones and Default_es, Default_pl, Default_ru, Russian_pl), the folds are phrases,
+  so the test fold holds phrases never heard in training, said by voices that were.
 """
 from __future__ import annotations
 
@@ -22,7 +25,7 @@ import numpy as np
 
 from .writers import ESC50_RATE, Provenance, SoundClip, fresh_dir, read_mono, write_esc50
 
-__all__ = ["DRUMS", "LANGUAGES", "PHRASES", "write_drums", "write_languages", "write_phrases"]
+__all__ = ["DRUMS", "LANGUAGES", "PHRASES", "VOICES", "write_drums", "write_languages", "write_phrases", "write_voices"]
 
 DRUMS = Provenance(
     "drums", "hydrogen-drumkits (Debian)", "per kit: GPL-2+, CC-BY-3.0, CC-BY-SA-3.0, CC0 (see its copyright file)",
@@ -33,6 +36,9 @@ PHRASES = Provenance(
 LANGUAGES = Provenance(
     "languages", "tuxpaint-stamps-default (Debian)", "GPL-2",
     "spoken stamp names in 8 languages (be bg ca el es fr ro ru), 4 names per 5 s clip; folds = stamps")
+VOICES = Provenance(
+    "voices", "hedgewars-data (Debian), Data/Sounds/voices", "GFDL-1.3",
+    "which of 15 voice packs speaks, from the phrases every pack says; folds = phrases (unseen phrases at test)")
 
 HYDROGEN_DIR = Path("/usr/share/hydrogen/data/drumkits")
 TUXPAINT_DIR = Path("/usr/share/tuxpaint/stamps")
@@ -188,4 +194,33 @@ def write_languages(out: Path, source: Path = TUXPAINT_DIR, clips_per_language: 
         raise FileNotFoundError(f"{source}: no *_desc_<lang>.ogg recordings of {', '.join(LANGUAGE_CODES)}")
     root = write_esc50(fresh_dir(out), clips)
     LANGUAGES.record(root, "tuxpaint-stamps-default", source, counts)
+    return root
+
+
+def write_voices(out: Path, source: Path = HEDGEWARS_DIR, seed: int = 0) -> Path:
+    """Write the voices set to `out`: every recording of a phrase that all the voice packs under `source` say, the
+    class its voice pack, the fold its phrase (numbered grunts share a fold; phrases dealt to folds 1-5 in a
+    hashed order, so the folds hold nearly equal numbers of phrases)."""
+    source = Path(source)
+    voices = sorted(v.name for v in source.iterdir() if v.is_dir() and any(v.glob("*.ogg"))) if source.is_dir() else []
+    if not voices:
+        raise _missing(source, VOICES.package)
+    common = sorted(set.intersection(*({p.stem for p in (source / v).glob("*.ogg")} for v in voices)))
+    phrases = sorted({phrase_class(s) for s in common}, key=lambda p: hashlib.sha1(p.encode()).hexdigest())
+    fold_of = {p: n % 5 + 1 for n, p in enumerate(phrases)}
+    rng = np.random.default_rng(seed)
+    clips, counts = [], defaultdict(int)
+    for target, voice in enumerate(voices):
+        for stem in common:
+            fold = fold_of[phrase_class(stem)]
+            onset = np.zeros(int(rng.uniform(0.0, 0.5) * ESC50_RATE), np.float32)
+            wave = np.concatenate([onset, read_mono(source / voice / f"{stem}.ogg")])
+            src = re.sub(r"[^a-z0-9]", "", stem.lower())
+            clips.append(SoundClip(wave, fold, target, re.sub(r"[^a-z0-9_]", "", voice.lower()), src, chr(65 + target)))
+            counts[f"fold{fold}"] += 1
+    if not clips:
+        raise FileNotFoundError(f"{source}: no phrase that all of {', '.join(voices)} say")
+    root = write_esc50(fresh_dir(out), clips)
+    VOICES.record(root, "hedgewars-data", source, {"classes": len(voices), "phrases": len(common),
+                                                   **dict(sorted(counts.items()))})
     return root

@@ -37,7 +37,7 @@ from tasks.common.launch import is_rank_zero
 from tasks.common.lifecycle import build_parser as task_parser
 from tasks.common.measure import StepTimer, interleaved_step_times, peak_memory_mb, reset_peak_memory
 
-from .baseline import WINDOW_NAME, network_view, scan_baseline
+from .baseline import BASELINE_NAME, WINDOW_NAME, network_view, scan_baseline
 from .data import CROP_SAMPLERS, build_transforms, check_case, data_config, read_decathlon, split_cases
 from .module import MODELS, SegmentationModule, build_model, size_divisor
 from .predict import predict_files
@@ -248,8 +248,9 @@ def train(run: Run) -> Summary | list[dict[str, Any]] | None:
                          args.seed)
     baseline = Score(base.name, base.dice)
     extras["baseline_dice_per_class"] = dict(zip(dataset.class_names[1:], base.per_class))
-    extras["window_baseline"] = {"name": WINDOW_NAME, "dice": base.window_dice,
-                                 "dice_per_class": dict(zip(dataset.class_names[1:], base.window_per_class))}
+    extras["baselines"] = {name: {"dice": mean, "dice_per_class": dict(zip(dataset.class_names[1:], per_class)),
+                                  "cross_validation": base.cross_validation.get(name)}
+                           for name, (mean, per_class) in ((BASELINE_NAME, base.voxel), (WINDOW_NAME, base.window))}
     if not args.no_predict:
         written = predict_files(module, [c["image"] for c in val_cases], cfg, run.dir / "predictions", device)
         extras["predictions"] = [str(p) for p in written]
