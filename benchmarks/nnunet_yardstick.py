@@ -6,7 +6,9 @@ benchmarks/realsets.
     python -m benchmarks.nnunet_yardstick --configuration 2d --epochs 10 --iters 20 --sets mni-tissue
 
 Needs nnunetv2 (`focalmod[nnunet]`) and the realsets packages (nilearn; mricron-data for colin-structures; a set
-whose source is missing is reported and skipped). The split is `tasks.medical`'s (`split_cases`, --val-frac,
+whose source is missing is reported and skipped). Each set's rows are kept in `--out`/work/<set>/rows.json: a set
+measured before is not run again (unless --rerun), and the table holds every set measured in `--out`, so the sets
+can run as separate processes, e.g. one per core with `--sets NAME`. The split is `tasks.medical`'s (`split_cases`, --val-frac,
 --seed), written to nnU-Net's `splits_final.json` as fold 0, so all three train on the same cases and are scored on
 the same held-out cases, by one Dice function on the prediction files in the images' own grid. Every run is a child
 process with --threads torch threads (OMP_NUM_THREADS); CPU time is the child's user + system time.
@@ -18,6 +20,7 @@ import json
 import os
 import platform
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -27,7 +30,7 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
-from tasks.common.files import write_table
+from tasks.common.files import atomic_write, write_table
 
 SETS = {"mni-tissue": 901, "colin-structures": 902}
 NNUNET_TRAINERS = {"nnunet_default": "nnUNetTrainerBudget", "nnunet_focal_unet": "nnUNetTrainerFocalUNetBudget"}
@@ -44,6 +47,15 @@ def _child(cmd: list[str], env: dict[str, str], log: Path) -> tuple[float, float
     if proc.returncode:
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}); see {log}")
     return after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, wall
+
+
+def _console_script(name: str) -> str:
+    """nnunetv2's command `name`, next to this interpreter first (a venv that is not activated), else on PATH."""
+    beside = Path(sys.executable).parent / name
+    found = str(beside) if beside.exists() else shutil.which(name)
+    if found is None:
+        raise RuntimeError(f"{name} not found beside {sys.executable} or on PATH: install nnunetv2 (docs/medical.md)")
+    return found
 
 
 def dice_from_files(pred_files: dict[str, Path], label_files: dict[str, Path], labels: dict[int, str]
@@ -79,7 +91,7 @@ def run_set(name: str, args: argparse.Namespace, work: Path) -> list[dict[str, A
                FOCALMOD_NNUNET_ITERS=str(args.iters), FOCALMOD_NNUNET_VAL_ITERS=str(args.val_iters))
     logs = work / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    _child(["nnUNetv2_plan_and_preprocess", "-d", str(dataset_id), "-c", args.configuration, "-np", "1",
+    _child([_console_script("nnUNetv2_plan_and_preprocess"), "-d", str(dataset_id), "-c", args.configuration, "-np", "1",
             "--verify_dataset_integrity"], env, logs / f"{name}_plan.log")
     pre = next((work / "preprocessed").glob(f"Dataset{dataset_id:03d}_*"))
     (pre / "splits_final.json").write_text(json.dumps([{"train": [case_id[c["label"]] for c in train],
@@ -133,15 +145,23 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/nnunet_yardstick"))
+    parser.add_argument("--rerun", action="store_true", help="measure sets again whose rows.json exists in --out")
     args = parser.parse_args(argv)
     work = args.out / "work"
-    rows, skipped = [], []
+    skipped = []
     for name in args.sets:
+        done = work / name / "rows.json"
+        if done.exists() and not args.rerun:
+            print(f"{name}: measured before ({done}); --rerun measures it again", flush=True)
+            continue
         try:
-            rows += run_set(name, args, work)
+            atomic_write(done, json.dumps(run_set(name, args, work), indent=1))
         except FileNotFoundError as err:  # the set's source package is not installed
             skipped.append(f"{name}: {err}")
             print(f"skipping {name}: {err}", flush=True)
+    # every set measured in this --out, so sets run by separate processes end in one table
+    rows = [row for name in SETS if (work / name / "rows.json").exists()
+            for row in json.loads((work / name / "rows.json").read_text())]
     import torch
 
     notes = [f"Same split (tasks.medical split_cases, val-frac {args.val_frac}, seed {args.seed}; nnU-Net fold 0 via "

@@ -3,6 +3,7 @@ preprocess, a few training iterations on the CPU, nnU-Net's predictor, deep-supe
 all on tiny datasets the tests write in nnU-Net's raw layout."""
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -112,17 +113,28 @@ def test_fit_on_raw_folder(synthetic_raw: Path, tmp_path: Path):
 
 @pytest.fixture(scope="module")
 def planned(synthetic_raw: Path):
-    """nnUNetv2_plan_and_preprocess (Python API, one process) for 2d and 3d_fullres; nnU-Net's env vars set."""
-    pytest.importorskip("nnunetv2")
-    from focalmod.integrations.nnunet import TRAINER_FOLDER
+    """nnUNetv2_plan_and_preprocess (Python API, one process) for 2d and 3d_fullres; nnU-Net's env vars set.
 
+    nnunetv2 2.7 reads its folders from the environment when `nnunetv2.paths` is first imported (2.8 on each use), so
+    the variables are set before anything here imports nnunetv2."""
+    if importlib.util.find_spec("nnunetv2") is None:
+        pytest.skip("nnunetv2 is not installed (focalmod[nnunet])")
     work = synthetic_raw.parent.parent
     with pytest.MonkeyPatch.context() as env:
         for key, value in dict(nnUNet_raw=work / "raw", nnUNet_preprocessed=work / "preprocessed",
-                               nnUNet_results=work / "results", nnUNet_extTrainer=TRAINER_FOLDER,
-                               nnUNet_n_proc_DA=1, nnUNet_def_n_proc=1, OMP_NUM_THREADS=1,
-                               FOCALMOD_NNUNET_EPOCHS=2, FOCALMOD_NNUNET_ITERS=2, FOCALMOD_NNUNET_VAL_ITERS=1).items():
+                               nnUNet_results=work / "results", nnUNet_n_proc_DA=1, nnUNet_def_n_proc=1,
+                               OMP_NUM_THREADS=1, FOCALMOD_NNUNET_EPOCHS=2, FOCALMOD_NNUNET_ITERS=2,
+                               FOCALMOD_NNUNET_VAL_ITERS=1).items():
             env.setenv(key, str(value))
+        import nnunetv2.paths
+
+        if str(nnunetv2.paths.nnUNet_raw) != str(work / "raw"):
+            pytest.fail(f"nnunetv2.paths was imported before this fixture with nnUNet_raw={nnunetv2.paths.nnUNet_raw}"
+                        "; nnunetv2 2.7 reads it once, so these tests must be the first to import nnunetv2")
+        from focalmod.integrations.nnunet import TRAINER_FOLDER, install_trainers
+
+        env.setenv("nnUNet_extTrainer", str(TRAINER_FOLDER))  # nnunetv2 2.8
+        install_trainers()  # nnunetv2 2.7: the module inside its trainer package, as `train` writes it (2.8: None)
         from nnunetv2.experiment_planning.plan_and_preprocess_api import (
             extract_fingerprints,
             plan_experiments,

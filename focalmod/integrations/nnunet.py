@@ -10,6 +10,10 @@ stay as they are. nnU-Net finds trainers outside its package through the `nnUNet
     nnUNetv2_predict -i imagesTs -o pred -d 501 -c 3d_fullres -f 0 -tr nnUNetTrainerFocalUNet -device cpu
 
 (``python -m focalmod.integrations.nnunet train|predict ...`` sets the variable and runs the same two commands.)
+nnunetv2 2.7 (the version `focalmod[nnunet]` installs: 2.8 pins a timm below focalmod's) has no `nnUNet_extTrainer`
+and finds trainers only inside its own package, where nnU-Net's documentation puts custom trainers:
+`install_trainers` (``python -m focalmod.integrations.nnunet install-trainers``; `train` and `predict` call it) writes
+there the one-line module of `TRAINER_FOLDER` that imports these classes, and says where.
 
 Trainers:
 
@@ -38,6 +42,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
+from ..checkpoints.io import atomic_write
 from ..layers._nd import check_channels_first, checks_apply, conv_nd, to_channels_first, to_channels_last
 from ..models.focal_unet import FocalUNet
 
@@ -47,8 +52,8 @@ except ImportError as err:  # nnunetv2 is the `nnunet` extra
     raise ImportError("focalmod.integrations.nnunet needs nnU-Net v2 (nnunetv2 2.8; see docs/medical.md, 'Inside "
                       "nnU-Net', for installing it next to focalmod's timm)") from err
 
-__all__ = ["TRAINER_FOLDER", "FocalUNetDeepSupervision", "nnUNetTrainerBudget", "nnUNetTrainerFocalUNet",
-           "nnUNetTrainerFocalUNetBudget", "stages_for_patch"]
+__all__ = ["TRAINER_FOLDER", "FocalUNetDeepSupervision", "install_trainers", "nnUNetTrainerBudget",
+           "nnUNetTrainerFocalUNet", "nnUNetTrainerFocalUNetBudget", "stages_for_patch"]
 
 TRAINER_FOLDER = Path(__file__).parent / "nnunet_trainers"
 _CUDA = torch.device("cuda")  # nnUNetTrainer's default device
@@ -199,17 +204,61 @@ class nnUNetTrainerBudget(_Budget, _CpuThreads, nnUNetTrainer):
     """nnU-Net's default trainer and network on the same budget as `nnUNetTrainerFocalUNetBudget`."""
 
 
+_TRAINER_MODULE = TRAINER_FOLDER / "focalmod_nnunet_trainers.py"
+
+
+def install_trainers() -> Path | None:
+    """Make nnU-Net find these trainers by name; returns the module written (or already there), None where nothing
+    needs writing.
+
+    nnunetv2 2.8 searches the `nnUNet_extTrainer` folders (`TRAINER_FOLDER`; nothing is written). nnunetv2 2.7 searches
+    only its own `nnunetv2.training.nnUNetTrainer` package, so `TRAINER_FOLDER`'s one-line module (it imports this
+    module's trainers) is copied to ``variants/network_architecture/focalmod_nnunet_trainers.py`` there, the place
+    nnU-Net's documentation gives for custom trainers. Delete that file to remove them."""
+    import nnunetv2
+    import nnunetv2.paths
+
+    if hasattr(nnunetv2.paths, "nnUNet_extTrainer"):
+        return None
+    target = Path(nnunetv2.__path__[0], "training", "nnUNetTrainer", "variants", "network_architecture",
+                  _TRAINER_MODULE.name)
+    text = _TRAINER_MODULE.read_text()
+    if not target.is_file() or target.read_text() != text:
+        try:
+            atomic_write(target, text)
+        except OSError as err:
+            raise RuntimeError(f"{target}: cannot write focalmod's trainer module into nnunetv2 {_nnunet_version()} "
+                               f"({err}); nnunetv2 before 2.8 finds trainers only inside its package") from err
+    return target
+
+
+def _nnunet_version() -> str:
+    from importlib.metadata import version
+
+    return version("nnunetv2")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    """``trainer-path`` prints TRAINER_FOLDER; ``train ...`` / ``predict ...`` run nnUNetv2_train / nnUNetv2_predict
-    with the same arguments and nnUNet_extTrainer set to it."""
+    """``trainer-path`` prints TRAINER_FOLDER; ``install-trainers`` runs `install_trainers`; ``train ...`` /
+    ``predict ...`` run nnUNetv2_train / nnUNetv2_predict with the same arguments after making the trainers findable
+    (nnUNet_extTrainer set to TRAINER_FOLDER, or `install_trainers` on nnunetv2 2.7)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    verbs = ("trainer-path", "train", "predict")
+    verbs = ("trainer-path", "install-trainers", "train", "predict")
     if not argv or argv[0] not in verbs:
         print(f"usage: python -m focalmod.integrations.nnunet {{{','.join(verbs)}}} [nnUNetv2 arguments]\n"
               f"{__doc__}", file=sys.stderr)
         raise SystemExit(2)
     if argv[0] == "trainer-path":
         print(TRAINER_FOLDER)
+        return
+    installed = install_trainers()
+    if installed is not None:
+        print(f"nnunetv2 {_nnunet_version()} finds trainers inside its package: focalmod's are imported by "
+              f"{installed} (delete it to remove them)", flush=True)
+    elif argv[0] == "install-trainers":
+        print(f"nnunetv2 {_nnunet_version()} reads nnUNet_extTrainer: nothing to install; export "
+              f"nnUNet_extTrainer={TRAINER_FOLDER}", flush=True)
+    if argv[0] == "install-trainers":
         return
     paths = [p for p in os.environ.get("nnUNet_extTrainer", "").split(os.pathsep) if p]
     os.environ["nnUNet_extTrainer"] = os.pathsep.join([str(TRAINER_FOLDER), *paths])
