@@ -8,8 +8,8 @@ benchmarks/realsets.
 Needs nnunetv2 (`focalmod[nnunet]`) and the realsets packages (nilearn; mricron-data for colin-structures; a set
 whose source is missing is reported and skipped). Each set's rows are kept in `--out`/work/<set>/rows.json: a set
 measured before is not run again (unless --rerun), and the table holds every set measured in `--out`, so the sets
-can run as separate processes, e.g. one per core with `--sets NAME`. The split is `tasks.medical`'s (`split_cases`, --val-frac,
---seed), written to nnU-Net's `splits_final.json` as fold 0, so all three train on the same cases and are scored on
+can run as separate processes, e.g. one per core with `--sets NAME`. The split is `tasks.medical`'s (`split_cases`,
+--val-frac, --seed), written to nnU-Net's `splits_final.json` as fold 0, so all three train on the same cases and are scored on
 the same held-out cases, by one Dice function on the prediction files in the images' own grid. Every run is a child
 process with --threads torch threads (OMP_NUM_THREADS); CPU time is the child's user + system time.
 """
@@ -91,8 +91,8 @@ def run_set(name: str, args: argparse.Namespace, work: Path) -> list[dict[str, A
                FOCALMOD_NNUNET_ITERS=str(args.iters), FOCALMOD_NNUNET_VAL_ITERS=str(args.val_iters))
     logs = work / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    _child([_console_script("nnUNetv2_plan_and_preprocess"), "-d", str(dataset_id), "-c", args.configuration, "-np", "1",
-            "--verify_dataset_integrity"], env, logs / f"{name}_plan.log")
+    _child([_console_script("nnUNetv2_plan_and_preprocess"), "-d", str(dataset_id), "-c", args.configuration,
+            "-np", "1", "--verify_dataset_integrity"], env, logs / f"{name}_plan.log")
     pre = next((work / "preprocessed").glob(f"Dataset{dataset_id:03d}_*"))
     (pre / "splits_final.json").write_text(json.dumps([{"train": [case_id[c["label"]] for c in train],
                                                         "val": [case_id[c["label"]] for c in val]}]))
