@@ -10,8 +10,8 @@ whose source is missing is reported and skipped). Each set's rows are kept in `-
 measured before is not run again (unless --rerun), and the table holds every set measured in `--out`, so the sets
 can run as separate processes, e.g. one per core with `--sets NAME`. The split is `tasks.medical`'s (`split_cases`,
 --val-frac, --seed), written to nnU-Net's `splits_final.json` as fold 0, so all three train on the same cases and are
-scored on the same held-out cases, by one Dice function on the prediction files in the images' own grid. Every run is a child
-process with --threads torch threads (OMP_NUM_THREADS); CPU time is the child's user + system time.
+scored on the same held-out cases, by one Dice function on the prediction files in the images' own grid. Every run is
+a child process with --threads torch threads (OMP_NUM_THREADS); CPU time is the child's user + system time.
 """
 from __future__ import annotations
 
