@@ -211,3 +211,17 @@ def test_train_and_predict_on_cpu(planned: Path, synthetic_raw: Path, tmp_path: 
     assert written.name == "synth_005.nii.gz" and nib.load(written).shape == image.shape
     np.testing.assert_allclose(nib.load(written).affine, image.affine, atol=1e-5)
     assert set(np.unique(np.asarray(nib.load(written).dataobj))) <= {0, 1, 2}
+
+
+def test_adamw_trainer_keeps_the_network_and_changes_the_optimiser(planned):
+    from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
+
+    from focalmod.integrations.nnunet import FocalUNetDeepSupervision
+
+    trainer = _trainer("nnUNetTrainerFocalUNetAdamW", "2d")
+    trainer.initialize()
+    assert isinstance(trainer.network, FocalUNetDeepSupervision)
+    assert type(trainer.optimizer) is torch.optim.AdamW and isinstance(trainer.lr_scheduler, PolyLRScheduler)
+    group = trainer.optimizer.param_groups[0]
+    assert (group["lr"], group["weight_decay"], group["betas"]) == (1e-3, 5e-2, (0.9, 0.98))
+    assert sum(p.numel() for p in group["params"]) == sum(p.numel() for p in trainer.network.parameters())

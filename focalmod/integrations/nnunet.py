@@ -18,7 +18,10 @@ there the one-line module of `TRAINER_FOLDER` that imports these classes, and sa
 Trainers:
 
 * `nnUNetTrainerFocalUNet`: nnU-Net's schedule (1000 epochs x 250 iterations) with a FocalUNet.
-* `nnUNetTrainerFocalUNetBudget` / `nnUNetTrainerBudget`: FocalUNet / nnU-Net's default network on one budget,
+* `nnUNetTrainerFocalUNetAdamW`: the same with AdamW (lr 1e-3) instead of nnU-Net's SGD, as nnU-Net's transformer
+  trainers use.
+* `nnUNetTrainerFocalUNetBudget`, `nnUNetTrainerFocalUNetAdamWBudget` / `nnUNetTrainerBudget`: FocalUNet (SGD,
+  AdamW) / nnU-Net's default network on one budget,
   ``FOCALMOD_NNUNET_EPOCHS`` x ``FOCALMOD_NNUNET_ITERS`` training iterations (and ``FOCALMOD_NNUNET_VAL_ITERS``
   validation iterations per epoch), for comparisons at equal training length.
 
@@ -53,7 +56,8 @@ except ImportError as err:  # nnunetv2 is the `nnunet` extra
                       "nnU-Net', for installing it next to focalmod's timm)") from err
 
 __all__ = ["TRAINER_FOLDER", "FocalUNetDeepSupervision", "install_trainers", "nnUNetTrainerBudget",
-           "nnUNetTrainerFocalUNet", "nnUNetTrainerFocalUNetBudget", "stages_for_patch"]
+           "nnUNetTrainerFocalUNet", "nnUNetTrainerFocalUNetAdamW", "nnUNetTrainerFocalUNetAdamWBudget",
+           "nnUNetTrainerFocalUNetBudget", "stages_for_patch"]
 
 TRAINER_FOLDER = Path(__file__).parent / "nnunet_trainers"
 _CUDA = torch.device("cuda")  # nnUNetTrainer's default device
@@ -196,8 +200,32 @@ class nnUNetTrainerFocalUNet(_CpuThreads, nnUNetTrainer):
         getattr(network, "_orig_mod", network).deep_supervision = enabled  # _orig_mod: under torch.compile
 
 
+class nnUNetTrainerFocalUNetAdamW(nnUNetTrainerFocalUNet):
+    """`nnUNetTrainerFocalUNet` with AdamW instead of nnU-Net's SGD (momentum 0.99, lr 1e-2), as nnU-Net's own
+    trainers for its transformer (Primus: AdamW, betas 0.9 / 0.98, weight decay 5e-2) do; lr 1e-3, the rate
+    `tasks.medical` trains FocalUNet with, on nnU-Net's polynomial schedule. Everything else is nnU-Net's."""
+
+    adamw_lr, adamw_weight_decay, adamw_betas = 1e-3, 5e-2, (0.9, 0.98)
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = _CUDA) -> None:
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.initial_lr, self.weight_decay = self.adamw_lr, self.adamw_weight_decay  # logged and checkpointed
+
+    def configure_optimizers(self) -> tuple[torch.optim.Optimizer, Any]:
+        from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
+
+        optimizer = torch.optim.AdamW(self.network.parameters(), self.initial_lr, weight_decay=self.weight_decay,
+                                      betas=self.adamw_betas)
+        return optimizer, PolyLRScheduler(optimizer, self.initial_lr, self.num_epochs)
+
+
 class nnUNetTrainerFocalUNetBudget(_Budget, nnUNetTrainerFocalUNet):
     """`nnUNetTrainerFocalUNet` for FOCALMOD_NNUNET_EPOCHS x FOCALMOD_NNUNET_ITERS iterations (default 10 x 25)."""
+
+
+class nnUNetTrainerFocalUNetAdamWBudget(_Budget, nnUNetTrainerFocalUNetAdamW):
+    """`nnUNetTrainerFocalUNetAdamW` on the budget of `nnUNetTrainerFocalUNetBudget`."""
 
 
 class nnUNetTrainerBudget(_Budget, _CpuThreads, nnUNetTrainer):
