@@ -211,7 +211,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
              f"splits_final.json); iterations: optimiser steps (nnU-Net: batches of its planned patches; "
              "tasks.medical: batches of its crops); Dice pooled over the "
              "validation cases on the prediction files in the images' grid. CPU s: child process user+system time, "
-             f"{args.threads} thread(s); {platform.machine()}, torch {torch.__version__}, "
+             f"{args.threads} thread(s); {platform.machine()} ({torch.backends.cpu.get_cpu_capability()}), "
+             f"torch {torch.__version__}, "
              f"nnunetv2 {_version('nnunetv2')}, monai {_version('monai')}.",
              *(f"Skipped {s}" for s in skipped)]
     if rows:
