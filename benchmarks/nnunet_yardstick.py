@@ -89,7 +89,7 @@ def parse_row(spec: str) -> tuple[str, int]:
     """``KIND:N`` -> (kind, N): N nnU-Net epochs of --iters iterations, or tasks.medical steps (0: its own sizing)."""
     kind, _, n = spec.partition(":")
     if kind not in MODELS or not n.isdigit():
-        raise argparse.ArgumentTypeError(f"--rows: {spec!r} is not KIND:N with KIND one of {', '.join(MODELS)}")
+        raise argparse.ArgumentTypeError(f"{spec!r} is not KIND:N with KIND one of {', '.join(MODELS)}")
     return kind, int(n)
 
 

@@ -52,8 +52,8 @@ from ..models.focal_unet import FocalUNet
 try:
     from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 except ImportError as err:  # nnunetv2 is the `nnunet` extra
-    raise ImportError("focalmod.integrations.nnunet needs nnU-Net v2 (nnunetv2 2.8; see docs/medical.md, 'Inside "
-                      "nnU-Net', for installing it next to focalmod's timm)") from err
+    raise ImportError("focalmod.integrations.nnunet needs nnU-Net v2: pip install \"focalmod[nnunet]\" (nnunetv2 "
+                      "2.7; docs/medical.md, 'Inside nnU-Net', says why not 2.8)") from err
 
 __all__ = ["TRAINER_FOLDER", "FocalUNetDeepSupervision", "install_trainers", "nnUNetTrainerBudget",
            "nnUNetTrainerFocalUNet", "nnUNetTrainerFocalUNetAdamW", "nnUNetTrainerFocalUNetAdamWBudget",
